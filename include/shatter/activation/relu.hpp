@@ -1,0 +1,30 @@
+// shatter: the rectified linear unit.
+#ifndef SHATTER_ACTIVATION_RELU_HPP
+#define SHATTER_ACTIVATION_RELU_HPP
+
+#include "shatter/activation/elementwise.hpp"
+
+namespace shatter {
+
+/// ReLU: y = max(z, 0). Derivative 1[z > 0]; at z = 0 it is 0 (PyTorch's convention).
+template <class T>
+class relu final : public elementwise<T> {
+ public:
+  relu() = default;
+  std::string kind() const override { return "relu"; }
+  const matrix<T>& forward(const matrix<T>& x, mode) override {
+    this->begin_forward(x);
+    this->y_.array() = x.array().max(T(0));
+    return this->y_;
+  }
+  const matrix<T>& backward(const matrix<T>& dy) override {
+    this->begin_backward(dy);
+    this->dx_.array() = (this->x_->array() > T(0)).select(dy.array(), T(0));
+    return this->dx_;
+  }
+  std::unique_ptr<layer<T>> clone() const override { return std::make_unique<relu>(*this); }
+};
+
+}  // namespace shatter
+
+#endif  // SHATTER_ACTIVATION_RELU_HPP

@@ -1,0 +1,28 @@
+// shatter: He (Kaiming) normal initialisation.
+#ifndef SHATTER_INIT_HE_HPP
+#define SHATTER_INIT_HE_HPP
+
+#include <cmath>
+
+#include "shatter/core/error.hpp"
+#include "shatter/core/rng.hpp"
+#include "shatter/core/types.hpp"
+
+namespace shatter::init {
+
+/// He normal: w_ij ~ N(0, gain^2 / fan_in), gain = sqrt(2) for ReLU, which keeps the forward
+/// signal variance (and the gradient norm) constant with depth. fan_in defaults to W.cols();
+/// pass it explicitly for convolutions (in_channels x k x k).
+template <class T>
+void he_normal(matrix<T>& w, rng& g, index fan_in = 0, double gain = std::sqrt(2.0)) {
+  if (fan_in == 0) fan_in = w.cols();
+  require<shape_error>(w.size() > 0 && fan_in > 0, "he_normal: empty weight matrix (", w.rows(),
+                       " x ", w.cols(), ")");
+  const double sd = gain / std::sqrt(double(fan_in));
+  for (index j = 0; j < w.cols(); ++j)
+    for (index i = 0; i < w.rows(); ++i) w(i, j) = T(g.normal() * sd);
+}
+
+}  // namespace shatter::init
+
+#endif  // SHATTER_INIT_HE_HPP

@@ -1,0 +1,189 @@
+// shatter: builders for the paper's network families (plain ReLU, CReLU, looks-linear, resnet).
+#ifndef SHATTER_NETWORK_BUILDERS_HPP
+#define SHATTER_NETWORK_BUILDERS_HPP
+
+#include <string>
+#include <vector>
+
+#include "shatter/activation/crelu.hpp"
+#include "shatter/activation/relu.hpp"
+#include "shatter/init/he.hpp"
+#include "shatter/init/looks_linear.hpp"
+#include "shatter/init/orthogonal.hpp"
+#include "shatter/layer/batch_norm.hpp"
+#include "shatter/layer/dense.hpp"
+#include "shatter/layer/residual.hpp"
+#include "shatter/network/sequential.hpp"
+
+namespace shatter {
+
+/// Sizes and options of a fully connected network. `depth` counts hidden layers (one dense layer
+/// plus activation each; a resnet counts residual blocks), so the net has depth + 1 weighted
+/// layers (resnets: depth + 2). A CReLU layer of `width` units outputs 2 width features.
+struct mlp_spec {
+  index in = 1;             ///< input features (>= 1)
+  index width = 200;        ///< hidden units per layer (>= 1)
+  index depth = 1;          ///< hidden layers or residual blocks (>= 1)
+  index out = 1;            ///< output features (>= 1)
+  bool bias = true;         ///< dense layers have biases
+  double bias_std = 0.0;    ///< biases ~ N(0, bias_std^2) (0: zero biases)
+  bool batch_norm = false;  ///< batch norm after each hidden dense layer (resnet: in the branch)
+  double beta = 1.0;        ///< resnet branch scale: x + beta F(x)
+};
+
+namespace detail {
+inline void check_spec(const mlp_spec& s, const char* who) {
+  require<config_error>(s.in >= 1 && s.width >= 1 && s.depth >= 1 && s.out >= 1, who,
+                        ": in, width, depth and out must all be >= 1, got in = ", s.in,
+                        ", width = ", s.width, ", depth = ", s.depth, ", out = ", s.out);
+  require<config_error>(s.bias_std >= 0 && std::isfinite(s.bias_std), who,
+                        ": bias_std must be finite and >= 0, got ", s.bias_std);
+  require<config_error>(std::isfinite(s.beta), who, ": beta must be finite, got ", s.beta);
+}
+template <class T>
+dense<T> make_dense(index in, index out, const mlp_spec& s, rng& g) {
+  dense<T> d(in, out, s.bias);
+  if (s.bias && s.bias_std > 0)
+    for (index i = 0; i < out; ++i) d.bias()(i, 0) = T(g.normal() * s.bias_std);
+  return d;
+}
+}  // namespace detail
+
+/// Plain feedforward ReLU net with He init: [dense -> (batch_norm) -> relu] x depth -> dense.
+/// Hidden weights N(0, 2/fan_in), output weights N(0, 1/fan_in).
+template <class T>
+sequential<T> plain_relu_mlp(const mlp_spec& s, rng& g) {
+  detail::check_spec(s, "plain_relu_mlp");
+  sequential<T> net;
+  index prev = s.in;
+  for (index l = 0; l < s.depth; ++l) {
+    auto& d = net.add(detail::make_dense<T>(prev, s.width, s, g));
+    init::he_normal(d.weight(), g);
+    if (s.batch_norm) net.add(batch_norm<T>(s.width));
+    net.add(relu<T>());
+    prev = s.width;
+  }
+  auto& o = net.add(detail::make_dense<T>(prev, s.out, s, g));
+  init::he_normal(o.weight(), g, 0, 1.0);
+  return net;
+}
+
+/// Plain feedforward CReLU net with He init (no mirroring):
+/// [dense -> (batch_norm) -> crelu] x depth -> dense; layers after the first take 2 width inputs.
+template <class T>
+sequential<T> plain_crelu_mlp(const mlp_spec& s, rng& g) {
+  detail::check_spec(s, "plain_crelu_mlp");
+  sequential<T> net;
+  index prev = s.in;
+  for (index l = 0; l < s.depth; ++l) {
+    auto& d = net.add(detail::make_dense<T>(prev, s.width, s, g));
+    init::he_normal(d.weight(), g);
+    if (s.batch_norm) net.add(batch_norm<T>(s.width));
+    net.add(crelu<T>());
+    prev = 2 * s.width;
+  }
+  auto& o = net.add(detail::make_dense<T>(prev, s.out, s, g));
+  init::he_normal(o.weight(), g, 0, 1.0);
+  return net;
+}
+
+/// Applies the looks-linear initialisation to every dense layer of `net`: the first dense layer
+/// (fed by the raw input) gets an ordinary W0 of the chosen base, every later one must be fed by a
+/// CReLU of matching width and gets [W0, -W0]; otherwise shape_error names the layer and sizes.
+template <class T>
+void apply_looks_linear(sequential<T>& net, rng& g, init::ll_base base = init::ll_base::orthogonal) {
+  bool first = true;
+  for (std::size_t i = 0; i < net.size(); ++i) {
+    auto* d = dynamic_cast<dense<T>*>(&net[i]);
+    if (!d) continue;
+    if (first) {
+      if (base == init::ll_base::orthogonal)
+        init::orthogonal(d->weight(), g);
+      else
+        init::he_normal(d->weight(), g, 0, 1.0);
+      first = false;
+    } else {
+      require<shape_error>(i > 0, "apply_looks_linear: layer ", i, " has no producer");
+      init::looks_linear(*d, net[i - 1], g, base, detail::cat("apply_looks_linear: layer ", i));
+    }
+  }
+}
+
+/// Plain CReLU net with the mirrored looks-linear init: the same layers as plain_crelu_mlp, W0
+/// orthogonal (or He-normal). Exactly linear at initialisation (affine with biases): f(x) = A x +
+/// c with A the product of the W0s (and batch-norm scalings).
+template <class T>
+sequential<T> looks_linear_mlp(const mlp_spec& s, rng& g,
+                               init::ll_base base = init::ll_base::orthogonal) {
+  detail::check_spec(s, "looks_linear_mlp");
+  sequential<T> net = plain_crelu_mlp<T>(s, g);
+  apply_looks_linear(net, g, base);
+  return net;
+}
+
+/// Residual MLP: dense(in -> width) -> [x + beta F(x)] x depth -> dense(width -> out), with
+/// branch F = (batch_norm) -> relu -> dense(width -> width), He init.
+template <class T>
+sequential<T> resnet_mlp(const mlp_spec& s, rng& g) {
+  detail::check_spec(s, "resnet_mlp");
+  sequential<T> net;
+  auto& first = net.add(detail::make_dense<T>(s.in, s.width, s, g));
+  init::he_normal(first.weight(), g, 0, 1.0);
+  for (index l = 0; l < s.depth; ++l) {
+    sequential<T> branch;
+    if (s.batch_norm) branch.add(batch_norm<T>(s.width));
+    branch.add(relu<T>());
+    auto& d = branch.add(detail::make_dense<T>(s.width, s.width, s, g));
+    init::he_normal(d.weight(), g);
+    branch.connect(s.width, detail::cat("resnet_mlp block ", l, ":"));
+    net.add(residual<T>(std::move(branch), T(s.beta)));
+  }
+  auto& o = net.add(detail::make_dense<T>(s.width, s.out, s, g));
+  init::he_normal(o.weight(), g, 0, 1.0);
+  return net;
+}
+
+/// The architectures the paper compares, by the names the probe and benchmarks use.
+enum class architecture { fnn_relu, fnn_relu_bn, resnet, resnet_bn, crelu, crelu_ll };
+
+/// Every architecture name, in a fixed order.
+inline const std::vector<std::string>& architecture_names() {
+  static const std::vector<std::string> names{"fnn_relu", "fnn_relu_bn", "resnet",
+                                              "resnet_bn", "crelu",       "crelu_ll"};
+  return names;
+}
+
+/// Parses an architecture name; config_error listing the valid names otherwise.
+inline architecture parse_architecture(const std::string& name) {
+  const auto& names = architecture_names();
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<architecture>(i);
+  std::string all;
+  for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
+  throw config_error(detail::cat("unknown architecture '", name, "' (valid: ", all, ")"));
+}
+
+/// The name of an architecture.
+inline std::string to_string(architecture a) {
+  return architecture_names().at(static_cast<std::size_t>(a));
+}
+
+/// Builds architecture `a` with the sizes of `s`; the name decides batch norm (fnn_relu_bn and
+/// resnet_bn have it, the others not), overriding `s.batch_norm`.
+template <class T>
+sequential<T> build(architecture a, mlp_spec s, rng& g) {
+  s.batch_norm = false;
+  switch (a) {
+    case architecture::fnn_relu: return plain_relu_mlp<T>(s, g);
+    case architecture::fnn_relu_bn: s.batch_norm = true; return plain_relu_mlp<T>(s, g);
+    case architecture::resnet: return resnet_mlp<T>(s, g);
+    case architecture::resnet_bn: s.batch_norm = true; return resnet_mlp<T>(s, g);
+    case architecture::crelu: return plain_crelu_mlp<T>(s, g);
+    case architecture::crelu_ll: return looks_linear_mlp<T>(s, g);
+  }
+  throw config_error("build: invalid architecture value");
+}
+
+}  // namespace shatter
+
+#endif  // SHATTER_NETWORK_BUILDERS_HPP

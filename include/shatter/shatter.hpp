@@ -1,0 +1,33 @@
+// shatter: umbrella header, includes the whole public API.
+// Include only the headers you use to keep compile times down; this one is for convenience.
+#ifndef SHATTER_SHATTER_HPP
+#define SHATTER_SHATTER_HPP
+
+#include "shatter/version.hpp"
+
+#include "shatter/core/error.hpp"
+#include "shatter/core/rng.hpp"
+#include "shatter/core/threads.hpp"
+#include "shatter/core/types.hpp"
+
+#include "shatter/activation/crelu.hpp"
+#include "shatter/activation/identity.hpp"
+#include "shatter/activation/leaky_relu.hpp"
+#include "shatter/activation/prelu.hpp"
+#include "shatter/activation/relu.hpp"
+#include "shatter/activation/tanh.hpp"
+
+#include "shatter/init/glorot.hpp"
+#include "shatter/init/he.hpp"
+#include "shatter/init/looks_linear.hpp"
+#include "shatter/init/orthogonal.hpp"
+
+#include "shatter/layer/batch_norm.hpp"
+#include "shatter/layer/dense.hpp"
+#include "shatter/layer/layer.hpp"
+#include "shatter/layer/residual.hpp"
+
+#include "shatter/network/builders.hpp"
+#include "shatter/network/sequential.hpp"
+
+#endif  // SHATTER_SHATTER_HPP
