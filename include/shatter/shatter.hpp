@@ -30,4 +30,8 @@
 #include "shatter/network/builders.hpp"
 #include "shatter/network/sequential.hpp"
 
+#include "shatter/data/dataset.hpp"
+#include "shatter/loss/mse.hpp"
+#include "shatter/loss/softmax_cross_entropy.hpp"
+
 #endif  // SHATTER_SHATTER_HPP
