@@ -33,5 +33,9 @@
 #include "shatter/data/dataset.hpp"
 #include "shatter/loss/mse.hpp"
 #include "shatter/loss/softmax_cross_entropy.hpp"
+#include "shatter/optim/adam.hpp"
+#include "shatter/optim/optimizer.hpp"
+#include "shatter/optim/schedule.hpp"
+#include "shatter/optim/sgd.hpp"
 
 #endif  // SHATTER_SHATTER_HPP
