@@ -1,0 +1,208 @@
+// shatter: CIFAR-style convolutional networks (resnet, plain ReLU, plain CReLU, looks-linear).
+#ifndef SHATTER_NETWORK_CIFAR_HPP
+#define SHATTER_NETWORK_CIFAR_HPP
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "shatter/activation/crelu.hpp"
+#include "shatter/activation/relu.hpp"
+#include "shatter/init/delta_orthogonal.hpp"
+#include "shatter/init/he.hpp"
+#include "shatter/init/looks_linear.hpp"
+#include "shatter/init/looks_linear_conv.hpp"
+#include "shatter/init/orthogonal.hpp"
+#include "shatter/layer/batch_norm.hpp"
+#include "shatter/layer/branch_sum.hpp"
+#include "shatter/layer/conv2d.hpp"
+#include "shatter/layer/dense.hpp"
+#include "shatter/layer/global_avg_pool.hpp"
+#include "shatter/layer/residual.hpp"
+#include "shatter/layer/subsample_pad.hpp"
+#include "shatter/network/sequential.hpp"
+
+namespace shatter {
+
+/// The CIFAR architectures compared in the paper's last experiment.
+enum class cifar_arch {
+  resnet,         ///< He et al. 2016 CIFAR ResNet: basic blocks, BN, option-A shortcuts, He init
+  plain_relu,     ///< the same convolutions without shortcuts: conv-BN-ReLU, He init
+  plain_crelu,    ///< conv-BN-CReLU (next conv takes 2C channels), He init
+  plain_crelu_ll  ///< conv-BN-CReLU with the mirrored looks-linear init [W0, -W0], W0 orthogonal
+};
+
+/// Every CIFAR architecture name, in enum order.
+inline const std::vector<std::string>& cifar_arch_names() {
+  static const std::vector<std::string> names{"resnet", "plain_relu", "plain_crelu",
+                                              "plain_crelu_ll"};
+  return names;
+}
+
+/// Parses a CIFAR architecture name; config_error listing the valid names otherwise.
+inline cifar_arch parse_cifar_arch(const std::string& name) {
+  const auto& names = cifar_arch_names();
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<cifar_arch>(i);
+  std::string all;
+  for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
+  throw config_error(detail::cat("unknown CIFAR architecture '", name, "' (valid: ", all, ")"));
+}
+
+/// The name of a CIFAR architecture.
+inline std::string to_string(cifar_arch a) {
+  return cifar_arch_names().at(static_cast<std::size_t>(a));
+}
+
+/// Sizes and options of a CIFAR-style network. Three stages of `width`, 2 `width`, 4 `width`
+/// channels at full, half and quarter resolution; `depth` = 6 n + 2 weighted layers (1 + 6 n
+/// 3x3 convolutions and the linear classifier after global average pooling; a resnet has n
+/// two-convolution blocks per stage).
+struct cifar_spec {
+  index depth = 20;              ///< 6 n + 2 with n >= 1 (20, 56, 110, 200 = 6*33 + 2, ...)
+  index classes = 10;            ///< outputs of the classifier
+  image_shape input{3, 32, 32};  ///< input images (Fashion-MNIST: 1 x 28 x 28)
+  index width = 16;              ///< channels of the first stage
+  bool batch_norm = true;        ///< BN after every conv (without it convs get a zero bias)
+  init::ll_base ll = init::ll_base::orthogonal;  ///< W0 of plain_crelu_ll
+  bool delta = false;  ///< plain_crelu_ll: mirrored delta-orthogonal kernels instead of full W0
+};
+
+namespace detail {
+inline index cifar_blocks(const cifar_spec& s) {
+  require<config_error>(
+      s.depth >= 8 && (s.depth - 2) % 6 == 0,
+      "CIFAR network: depth must be 6 n + 2 with n >= 1 (8, 14, 20, 56, 110, 200, "
+      "...), got ",
+      s.depth);
+  require<config_error>(s.classes >= 1 && s.width >= 1,
+                        "CIFAR network: classes and width must be "
+                        ">= 1, got ",
+                        s.classes, " and ", s.width);
+  s.input.check("CIFAR network");
+  return (s.depth - 2) / 6;
+}
+
+/// Appends conv(3x3) -> [BN] -> activation to a plain network; returns the new image shape.
+template <class T>
+image_shape cifar_plain_unit(sequential<T>& net, image_shape in, index out_c, index stride,
+                             cifar_arch a, const cifar_spec& s, rng& g) {
+  conv2d<T> c(in, out_c, 3, stride, 1, !s.batch_norm);
+  const bool ll = a == cifar_arch::plain_crelu_ll;
+  if (ll && !net.empty()) {
+    const std::string where = cat("cifar layer ", net.size(), ":");
+    if (s.delta)
+      init::looks_linear_delta_orthogonal(c, net[net.size() - 1], g, where);
+    else
+      init::looks_linear(c, net[net.size() - 1], g, s.ll, where);
+  } else if (ll) {
+    if (s.delta)
+      init::delta_orthogonal(c, g);
+    else if (s.ll == init::ll_base::orthogonal)
+      init::orthogonal(c.weight(), g);
+    else
+      init::he_normal(c.weight(), g, c.fan_in(), 1.0);
+  } else {
+    init::he_normal(c.weight(), g, c.fan_in());
+  }
+  const image_shape out = c.output_shape();
+  net.add(std::move(c));
+  if (s.batch_norm) net.add(batch_norm<T>(out.channels, out.spatial()));
+  if (a == cifar_arch::plain_relu) {
+    net.add(relu<T>());
+    return out;
+  }
+  net.add(crelu<T>());
+  return {2 * out.channels, out.height, out.width};
+}
+
+/// Global average pooling and the linear classifier; looks-linear mirrors it ([W0, -W0] over
+/// the pooled CReLU channels, which pooling keeps in CReLU order).
+template <class T>
+void cifar_head(sequential<T>& net, image_shape in, cifar_arch a, const cifar_spec& s, rng& g) {
+  const bool mirrored = a == cifar_arch::plain_crelu_ll;
+  require<shape_error>(!mirrored || dynamic_cast<const crelu<T>*>(&net[net.size() - 1]),
+                       "cifar_head: the looks-linear classifier needs a CReLU before pooling");
+  net.add(global_avg_pool<T>(in));
+  dense<T> d(in.channels, s.classes, true);
+  if (mirrored)
+    init::looks_linear(d.weight(), g, s.ll, "cifar classifier");
+  else
+    init::he_normal(d.weight(), g, 0, 1.0);
+  net.add(std::move(d));
+}
+}  // namespace detail
+
+/// Builds CIFAR architecture `a`: see cifar_arch and cifar_spec. Plain nets are
+/// conv-[BN]-act, then 2 n units per stage (the first of stages 2 and 3 with stride 2), global
+/// average pooling and a linear classifier. The resnet is conv-BN-ReLU then n basic blocks per
+/// stage, x -> relu(S(x) + BN(conv(relu(BN(conv(x)))))), S the identity or, where the shape
+/// changes, option A (stride-2 subsampling and zero channels: no parameters). Classifier weights
+/// N(0, 1/fan_in), zero biases. Building allocates only the weights (milliseconds at depth 200).
+template <class T>
+sequential<T> build_cifar(cifar_arch a, const cifar_spec& s, rng& g) {
+  const index n = detail::cifar_blocks(s);
+  sequential<T> net;
+  if (a != cifar_arch::resnet) {
+    image_shape shape = detail::cifar_plain_unit(net, s.input, s.width, 1, a, s, g);
+    for (index stage = 0; stage < 3; ++stage)
+      for (index i = 0; i < 2 * n; ++i)
+        shape = detail::cifar_plain_unit(net, shape, s.width << stage, stage > 0 && i == 0 ? 2 : 1,
+                                         a, s, g);
+    detail::cifar_head(net, shape, a, s, g);
+    return net;
+  }
+  auto conv = [&](image_shape in, index out_c, index stride) {
+    conv2d<T> c(in, out_c, 3, stride, 1, !s.batch_norm);
+    init::he_normal(c.weight(), g, c.fan_in());
+    return c;
+  };
+  conv2d<T> first = conv(s.input, s.width, 1);
+  image_shape shape = first.output_shape();
+  net.add(std::move(first));
+  if (s.batch_norm) net.add(batch_norm<T>(shape.channels, shape.spatial()));
+  net.add(relu<T>());
+  for (index stage = 0; stage < 3; ++stage)
+    for (index b = 0; b < n; ++b) {
+      const index out_c = s.width << stage, stride = stage > 0 && b == 0 ? 2 : 1;
+      sequential<T> branch;
+      conv2d<T> c1 = conv(shape, out_c, stride);
+      const image_shape mid = c1.output_shape();
+      branch.add(std::move(c1));
+      if (s.batch_norm) branch.add(batch_norm<T>(mid.channels, mid.spatial()));
+      branch.add(relu<T>());
+      branch.add(conv(mid, out_c, 1));
+      if (s.batch_norm) branch.add(batch_norm<T>(mid.channels, mid.spatial()));
+      if (stride == 1 && out_c == shape.channels) {
+        net.add(residual<T>(std::move(branch)));
+      } else {
+        sequential<T> shortcut;
+        shortcut.add(subsample_pad<T>(shape, out_c, stride));
+        net.add(branch_sum<T>(std::move(shortcut), std::move(branch)));
+      }
+      net.add(relu<T>());
+      shape = mid;
+    }
+  detail::cifar_head(net, shape, a, s, g);
+  return net;
+}
+
+/// Number of weighted layers (convolutions and dense layers, shortcuts excluded) in `net`,
+/// descending into residual and branch_sum blocks: equals cifar_spec::depth for build_cifar.
+template <class T>
+index count_weighted_layers(const layer<T>& l) {
+  if (dynamic_cast<const conv2d<T>*>(&l) || dynamic_cast<const dense<T>*>(&l)) return 1;
+  index n = 0;
+  if (auto* s = dynamic_cast<const sequential<T>*>(&l)) {
+    for (std::size_t i = 0; i < s->size(); ++i) n += count_weighted_layers((*s)[i]);
+  } else if (auto* r = dynamic_cast<const residual<T>*>(&l)) {
+    n += count_weighted_layers<T>(r->branch());
+  } else if (auto* b = dynamic_cast<const branch_sum<T>*>(&l)) {
+    n += count_weighted_layers<T>(b->first()) + count_weighted_layers<T>(b->second());
+  }
+  return n;
+}
+
+}  // namespace shatter
+
+#endif  // SHATTER_NETWORK_CIFAR_HPP

@@ -1,0 +1,126 @@
+// conv2d: agreement with a direct loop, finite-difference gradients, chunking, bad shapes.
+#include <catch2/catch.hpp>
+
+#include "../support/gradcheck.hpp"
+#include "shatter/layer/conv2d.hpp"
+
+using namespace shatter;
+
+namespace {
+/// Direct definition of the convolution, for reference.
+matrix<double> naive_conv(const conv2d<double>& c, const matrix<double>& x) {
+  const auto in = c.input_shape(), out = c.output_shape();
+  const Eigen::Index k = c.kernel(), s = c.stride(), p = c.padding();
+  matrix<double> y(out.size(), x.cols());
+  for (Eigen::Index n = 0; n < x.cols(); ++n)
+    for (Eigen::Index o = 0; o < out.channels; ++o)
+      for (Eigen::Index i = 0; i < out.height; ++i)
+        for (Eigen::Index j = 0; j < out.width; ++j) {
+          double acc = c.has_bias() ? const_cast<conv2d<double>&>(c).bias()(o, 0) : 0.0;
+          for (Eigen::Index ch = 0; ch < in.channels; ++ch)
+            for (Eigen::Index u = 0; u < k; ++u)
+              for (Eigen::Index v = 0; v < k; ++v) {
+                const Eigen::Index iy = i * s - p + u, ix = j * s - p + v;
+                if (iy < 0 || iy >= in.height || ix < 0 || ix >= in.width) continue;
+                acc += c.weight()(o, (ch * k + u) * k + v) *
+                       x((ch * in.height + iy) * in.width + ix, n);
+              }
+          y((o * out.height + i) * out.width + j, n) = acc;
+        }
+  return y;
+}
+
+void randomise(conv2d<double>& c, rng& g) {
+  for (Eigen::Index i = 0; i < c.weight().size(); ++i) c.weight()(i) = g.normal();
+  if (c.has_bias())
+    for (Eigen::Index i = 0; i < c.bias().size(); ++i) c.bias()(i) = g.normal();
+}
+
+struct conv_case {
+  image_shape in;
+  Eigen::Index out, k, stride, pad;
+  bool bias;
+};
+const conv_case cases[] = {
+    {{2, 5, 5}, 3, 3, 1, 1, true}, {{3, 6, 5}, 2, 3, 2, 1, false}, {{1, 4, 4}, 2, 1, 1, 0, true},
+    {{2, 7, 6}, 3, 3, 2, 0, true}, {{2, 3, 3}, 2, 5, 1, 2, false}, {{1, 1, 1}, 2, 3, 1, 1, true},
+    {{2, 5, 4}, 1, 2, 3, 1, true},
+};
+}  // namespace
+
+TEST_CASE("conv2d output shapes follow (H + 2p - k) / s + 1") {
+  conv2d<float> c({3, 32, 32}, 16, 3, 1, 1, false);
+  CHECK(c.output_shape() == image_shape{16, 32, 32});
+  conv2d<float> d({32, 32, 32}, 32, 3, 2, 1, false);
+  CHECK(d.output_shape() == image_shape{32, 16, 16});
+  CHECK(d.weight().rows() == 32);
+  CHECK(d.weight().cols() == 32 * 9);
+  CHECK(d.fan_in() == 288);
+  CHECK(d.describe() == "conv2d(32 x 32 x 32 -> 32 x 16 x 16, 3x3, stride 2, pad 1)");
+}
+
+TEST_CASE("conv2d forward equals the direct definition, with several chunk sizes") {
+  rng g(11);
+  for (const auto& cc : cases) {
+    conv2d<double> c(cc.in, cc.out, cc.k, cc.stride, cc.pad, cc.bias);
+    randomise(c, g);
+    matrix<double> x = matrix<double>::Random(cc.in.size(), 5);
+    const matrix<double> ref = naive_conv(c, x);
+    for (Eigen::Index chunk : {Eigen::Index(1), Eigen::Index(40), Eigen::Index(1) << 20}) {
+      conv2d<double>::set_chunk_elements(chunk);
+      INFO(c.describe() << " chunk " << chunk);
+      CHECK((c.forward(x, mode::train) - ref).cwiseAbs().maxCoeff() < 1e-12);
+    }
+  }
+  conv2d<double>::set_chunk_elements(Eigen::Index(1) << 20);
+}
+
+TEST_CASE("conv2d gradients match finite differences") {
+  rng g(12);
+  for (const auto& cc : cases) {
+    for (Eigen::Index chunk : {Eigen::Index(30), Eigen::Index(1) << 20}) {
+      conv2d<double>::set_chunk_elements(chunk);
+      conv2d<double> c(cc.in, cc.out, cc.k, cc.stride, cc.pad, cc.bias);
+      randomise(c, g);
+      const matrix<double> x = test::away_from_zero(cc.in.size(), 3, g);
+      const auto rep = test::check_gradients(c, x, g);
+      INFO(c.describe() << " chunk " << chunk);
+      CHECK(rep.input_error < 1e-7);
+      CHECK(rep.param_error < 1e-7);
+    }
+  }
+  conv2d<double>::set_chunk_elements(Eigen::Index(1) << 20);
+}
+
+TEST_CASE("conv2d float agrees with double and skips the input gradient when asked") {
+  rng g(13);
+  conv2d<double> cd({4, 8, 8}, 6, 3, 1, 1, true);
+  randomise(cd, g);
+  conv2d<float> cf({4, 8, 8}, 6, 3, 1, 1, true);
+  cf.weight() = cd.weight().cast<float>();
+  cf.bias() = cd.bias().cast<float>();
+  const matrix<double> x = matrix<double>::Random(256, 7);
+  const matrix<float> xf = x.cast<float>();
+  CHECK((cf.forward(xf, mode::train).cast<double>() - cd.forward(x, mode::train))
+            .cwiseAbs()
+            .maxCoeff() < 1e-4);
+  const matrix<double> dy = matrix<double>::Random(6 * 64, 7);
+  const matrix<double> dx = cd.backward(dy);
+  const matrix<float> dxf = cf.backward(dy.cast<float>());
+  CHECK((dxf.cast<double>() - dx).cwiseAbs().maxCoeff() < 1e-4);
+  cf.set_input_gradient(false);
+  cf.forward(xf, mode::train);
+  CHECK(cf.backward(dy.cast<float>()).size() == 0);
+  CHECK((cf.weight_grad().cast<double>() - cd.weight_grad()).cwiseAbs().maxCoeff() < 1e-3);
+}
+
+TEST_CASE("conv2d rejects bad configurations and batches, naming the layer") {
+  CHECK_THROWS_AS(conv2d<float>({0, 4, 4}, 2, 3), config_error);
+  CHECK_THROWS_AS(conv2d<float>({1, 4, 4}, 2, 0), config_error);
+  CHECK_THROWS_AS(conv2d<float>({1, 4, 4}, 2, 3, 0), config_error);
+  CHECK_THROWS_WITH(conv2d<float>({1, 2, 2}, 2, 5, 1, 1), Catch::Contains("does not fit"));
+  conv2d<float> c({2, 4, 4}, 3, 3, 1, 1);
+  matrix<float> x(31, 2);
+  CHECK_THROWS_WITH(c.forward(x, mode::train),
+                    Catch::Contains("conv2d(2 x 4 x 4") && Catch::Contains("31 x 2"));
+}
