@@ -37,5 +37,9 @@
 #include "shatter/optim/optimizer.hpp"
 #include "shatter/optim/schedule.hpp"
 #include "shatter/optim/sgd.hpp"
+#include "shatter/train/evaluate.hpp"
+#include "shatter/train/fit.hpp"
+#include "shatter/train/nonfinite.hpp"
+#include "shatter/train/shuffle.hpp"
 
 #endif  // SHATTER_SHATTER_HPP
