@@ -31,6 +31,7 @@
 #include "shatter/network/sequential.hpp"
 
 #include "shatter/data/dataset.hpp"
+#include "shatter/data/idx.hpp"
 #include "shatter/loss/mse.hpp"
 #include "shatter/loss/softmax_cross_entropy.hpp"
 #include "shatter/optim/adam.hpp"
