@@ -9,6 +9,8 @@
 #include <functional>
 #include <iomanip>
 #include <ostream>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "shatter/data/dataset.hpp"
@@ -212,13 +214,14 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
         const double secs = std::chrono::duration<double>(clock::now() - tw).count();
         const double eta = secs / static_cast<double>(std::max<std::int64_t>(1, window_batches)) *
                            static_cast<double>(per_epoch - b - 1);
-        *out << "epoch " << epoch + 1 << "/" << o.epochs << "  step " << b + 1 << "/" << per_epoch
+        std::ostringstream line;
+        line << "epoch " << epoch + 1 << "/" << o.epochs << "  step " << b + 1 << "/" << per_epoch
              << "  loss " << std::setprecision(4)
              << (window_batches ? window_loss / static_cast<double>(window_batches) : NAN)
              << "  lr " << std::setprecision(3) << lr << "  " << std::fixed << std::setprecision(0)
              << (secs > 0 ? static_cast<double>(window_seen) / secs : 0) << " samples/s  eta "
-             << eta << " s" << std::defaultfloat << "\n"
-             << std::flush;
+             << eta << " s\n";
+        *out << line.str() << std::flush;
         window_loss = 0;
         window_seen = 0;
         window_batches = 0;
@@ -237,13 +240,14 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
     if (!test.empty()) r.test = evaluate(net, loss, test, o.eval_batch_size);
     r.seconds = std::chrono::duration<double>(clock::now() - t0).count();
     if (out) {
-      *out << "epoch " << epoch + 1 << "/" << o.epochs << " done: train loss "
+      std::ostringstream line;
+      line << "epoch " << epoch + 1 << "/" << o.epochs << " done: train loss "
            << std::setprecision(4) << r.train_loss << " acc " << r.train_accuracy;
-      if (r.test.samples) *out << " | test loss " << r.test.loss << " acc " << r.test.accuracy;
-      *out << " | " << std::fixed << std::setprecision(1) << r.seconds << " s, "
-           << std::setprecision(0) << r.samples_per_second << " samples/s" << std::defaultfloat;
-      if (skipped) *out << " | " << skipped << " batches skipped";
-      *out << "\n" << std::flush;
+      if (r.test.samples) line << " | test loss " << r.test.loss << " acc " << r.test.accuracy;
+      line << " | " << std::fixed << std::setprecision(1) << r.seconds << " s, "
+           << std::setprecision(0) << r.samples_per_second << " samples/s";
+      if (skipped) line << " | " << skipped << " batches skipped";
+      *out << line.str() << "\n" << std::flush;
     }
     result.epochs.push_back(r);
     if (o.on_epoch) o.on_epoch(r);
