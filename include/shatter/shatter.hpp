@@ -43,4 +43,8 @@
 #include "shatter/train/nonfinite.hpp"
 #include "shatter/train/shuffle.hpp"
 
+#include "shatter/io/atomic_file.hpp"
+#include "shatter/io/checkpoint.hpp"
+#include "shatter/io/safetensors.hpp"
+
 #endif  // SHATTER_SHATTER_HPP
