@@ -47,4 +47,10 @@
 #include "shatter/io/checkpoint.hpp"
 #include "shatter/io/safetensors.hpp"
 
+#include "shatter/probe/noise.hpp"
+#include "shatter/probe/sweep.hpp"
+#include "shatter/probe/synthetic.hpp"
+#include "shatter/probe/theory.hpp"
+#include "shatter/probe/units.hpp"
+
 #endif  // SHATTER_SHATTER_HPP
