@@ -301,3 +301,15 @@ TEST_CASE("mse works as the training loss on one-hot labels", "[train]") {
   CHECK(shatter::evaluate(net, loss, train).loss < 0.5 * before);
   CHECK(r.epochs.back().train_accuracy > 0.9);
 }
+
+TEST_CASE("epoch_order is a seeded permutation, different per epoch", "[train][shuffle]") {
+  std::vector<Index> a, b, c;
+  shatter::epoch_order(5, 0, 100, a);
+  shatter::epoch_order(5, 0, 100, b);
+  shatter::epoch_order(5, 1, 100, c);
+  CHECK(a == b);
+  CHECK(a != c);
+  auto sorted = a;
+  std::sort(sorted.begin(), sorted.end());
+  for (Index i = 0; i < 100; ++i) CHECK(sorted[static_cast<std::size_t>(i)] == i);
+}

@@ -72,7 +72,8 @@ struct fit_options {
   std::function<void(const step_report&)> on_step;    ///< after each step (may be empty)
 };
 
-/// What `fit` did: one report per finished epoch, the final global step count and the number of
+/// What `fit` did: one report per epoch run (an epoch resumed in the middle, or cut short by
+/// `max_steps`, reports only the batches it ran), the final global step count and the number of
 /// skipped batches.
 struct fit_result {
   std::vector<epoch_report> epochs;
@@ -133,7 +134,6 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
 
   detail::input_gradient_guard<T> guard{net, net.input_gradient()};
   net.set_input_gradient(false);
-  auto params = net.parameters();
 
   fit_result result;
   std::vector<index> order;
