@@ -313,3 +313,42 @@ TEST_CASE("epoch_order is a seeded permutation, different per epoch", "[train][s
   std::sort(sorted.begin(), sorted.end());
   for (Index i = 0; i < 100; ++i) CHECK(sorted[static_cast<std::size_t>(i)] == i);
 }
+
+TEST_CASE("a batch transform sees every batch with a step-seeded rng", "[train][augment]") {
+  const auto train = blobs<double>(8, 40, 3);
+  auto draws = [&](std::int64_t start) {
+    shatter::rng g(2);
+    auto net = shatter::looks_linear_mlp<double>(small_spec(), g);
+    shatter::softmax_cross_entropy<double> loss;
+    shatter::sgd<double> opt(net.parameters(), {0.01});
+    shatter::fit_options o;
+    o.epochs = 2;
+    o.batch_size = 10;
+    o.start_step = start;
+    std::vector<double> u;
+    shatter::fit(net, loss, opt, shatter::schedule::constant(0.01), train, {}, o,
+                 [&](matrix<double>& x, shatter::label_vector& y, shatter::rng& r) {
+                   CHECK(x.cols() == 10);
+                   CHECK(y.size() == 10);
+                   x *= -1.0;  // allowed: same size
+                   u.push_back(r.uniform());
+                 });
+    return u;
+  };
+  const auto all = draws(0), tail = draws(5);
+  REQUIRE(all.size() == 8);
+  REQUIRE(tail.size() == 3);
+  CHECK(all[5] == tail[0]);  // resumed runs draw the same augmentation randomness
+  CHECK(all[7] == tail[2]);
+  CHECK(all[0] != all[1]);
+
+  shatter::rng g(2);
+  auto net = shatter::looks_linear_mlp<double>(small_spec(), g);
+  shatter::softmax_cross_entropy<double> loss;
+  shatter::sgd<double> opt(net.parameters(), {0.01});
+  CHECK_THROWS_WITH(
+      shatter::fit(
+          net, loss, opt, shatter::schedule::constant(0.01), train, {}, shatter::fit_options{},
+          [](matrix<double>& x, shatter::label_vector&, shatter::rng&) { x.resize(8, 3); }),
+      Catch::Contains("changed the batch's size"));
+}

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "shatter/core/rng.hpp"
 #include "shatter/data/dataset.hpp"
 #include "shatter/network/sequential.hpp"
 #include "shatter/optim/optimizer.hpp"
@@ -104,9 +105,14 @@ struct input_gradient_guard {
 /// optimiser has not stepped, so the parameters are those of the last good step.
 /// Errors: invalid options -> config_error; data not matching the network -> shape_error or
 /// data_error naming the data set.
-template <class T, class Loss>
+/// With a batch transform (data augmentation): `transform(x, labels, g)` is called on every
+/// gathered training batch (x: features x m, labels: m entries) before the forward pass and may
+/// change both in place (keeping their sizes). `g` is a shatter::rng seeded from (o.seed, global
+/// step), so augmented runs stay deterministic and resume exactly.
+template <class T, class Loss, class Transform>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule& sched,
-               const dataset<T>& train, const dataset<T>& test, const fit_options& o) {
+               const dataset<T>& train, const dataset<T>& test, const fit_options& o,
+               Transform&& transform) {
   require<config_error>(o.epochs >= 0, "fit: epochs must be >= 0, got ", o.epochs);
   require<config_error>(o.batch_size >= 1, "fit: batch size must be >= 1, got ", o.batch_size);
   require<config_error>(o.eval_batch_size >= 1, "fit: evaluation batch size must be >= 1, got ",
@@ -164,6 +170,13 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
         const index j = order[static_cast<std::size_t>(first + k)];
         xb.col(k) = train.x.col(j);
         yb[static_cast<std::size_t>(k)] = train.labels[static_cast<std::size_t>(j)];
+      }
+      {
+        rng g(o.seed ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(step) + 1)));
+        transform(xb, yb, g);
+        require<shape_error>(
+            xb.rows() == train.features() && xb.cols() == m && static_cast<index>(yb.size()) == m,
+            "fit: the batch transform changed the batch's size");
       }
       lr = sched.lr_at(o.schedule_per_epoch ? epoch : step);
       opt.set_learning_rate(lr);
@@ -254,6 +267,13 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
   }
   result.steps = step;
   return result;
+}
+
+/// fit without a batch transform (see above for everything else).
+template <class T, class Loss>
+fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule& sched,
+               const dataset<T>& train, const dataset<T>& test, const fit_options& o) {
+  return fit(net, loss, opt, sched, train, test, o, [](matrix<T>&, label_vector&, rng&) {});
 }
 
 /// fit without a test set.
