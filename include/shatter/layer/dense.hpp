@@ -2,6 +2,9 @@
 #ifndef SHATTER_LAYER_DENSE_HPP
 #define SHATTER_LAYER_DENSE_HPP
 
+#include <algorithm>
+
+#include "shatter/layer/gemm.hpp"
 #include "shatter/layer/layer.hpp"
 
 namespace shatter {
@@ -34,23 +37,55 @@ class dense final : public layer<T> {
   const matrix<T>& forward(const matrix<T>& x, mode) override {
     this->check_input(x);
     this->x_ = &x;
-    this->y_.resize(w_.rows(), x.cols());
-    this->y_.noalias() = w_ * x;
-    if (has_bias_) this->y_.colwise() += b_.col(0);
+    const index m = w_.rows(), k = w_.cols(), n = x.cols();
+    this->y_.resize(m, n);
+    // Y = b 1^T + W X, in blocks of rows of Y (one block per thread-task): the bias initialises
+    // the block the product then accumulates into, so there is no separate pass over Y.
+    const index blocks = product_blocks(m);
+    const std::size_t scratch = detail::gemm_scratch_size<T>(m, n, k);
+    detail::parallel_blocks<T>(blocks, scratch, [&](index i) {
+      const index r0 = detail::block_start(i, blocks, m),
+                  r1 = detail::block_start(i + 1, blocks, m);
+      auto yb = this->y_.middleRows(r0, r1 - r0);
+      if (has_bias_)
+        yb.colwise() = b_.col(0).segment(r0, r1 - r0);
+      else
+        yb.setZero();
+      detail::gemm_accumulate<detail::operand::plain, detail::operand::plain>(
+          r1 - r0, n, k, w_.data() + r0, m, x.data(), k, this->y_.data() + r0, m, T(1));
+    });
     return this->y_;
   }
 
   const matrix<T>& backward(const matrix<T>& dy) override {
     this->check_output_grad(dy);
     const matrix<T>& x = *this->x_;
-    dw_.noalias() = dy * x.transpose();
-    if (has_bias_) db_.noalias() = dy.rowwise().sum();
-    if (this->input_gradient_) {
-      this->dx_.resize(w_.cols(), dy.cols());
-      this->dx_.noalias() = w_.transpose() * dy;
-    } else {
+    const index m = w_.rows(), k = w_.cols(), n = dy.cols();
+    if (this->input_gradient_)
+      this->dx_.resize(k, n);
+    else
       this->dx_.resize(0, 0);
-    }
+    // dW = dY X^T in blocks of columns of dW, dX = W^T dY in blocks of rows of dX: independent
+    // tasks, scheduled together.
+    const index wb = product_blocks(k);
+    const index xb = this->input_gradient_ ? product_blocks(k) : 0;
+    std::size_t scratch = detail::gemm_scratch_size<T>(m, k, n);
+    if (xb) scratch = std::max(scratch, detail::gemm_scratch_size<T>(k, n, m));
+    detail::parallel_blocks<T>(wb + xb, scratch, [&](index i) {
+      if (i < wb) {
+        const index c0 = detail::block_start(i, wb, k), c1 = detail::block_start(i + 1, wb, k);
+        dw_.middleCols(c0, c1 - c0).setZero();
+        detail::gemm_accumulate<detail::operand::plain, detail::operand::transposed>(
+            m, c1 - c0, n, dy.data(), m, x.data() + c0, k, dw_.data() + c0 * m, m, T(1));
+      } else {
+        i -= wb;
+        const index r0 = detail::block_start(i, xb, k), r1 = detail::block_start(i + 1, xb, k);
+        this->dx_.middleRows(r0, r1 - r0).setZero();
+        detail::gemm_accumulate<detail::operand::transposed, detail::operand::plain>(
+            r1 - r0, n, m, w_.data() + r0 * m, m, dy.data(), m, this->dx_.data() + r0, k, T(1));
+      }
+    });
+    if (has_bias_) db_.noalias() = dy.rowwise().sum();
     return this->dx_;
   }
 
@@ -79,6 +114,17 @@ class dense final : public layer<T> {
   const matrix<T>& bias_grad() const { return db_; }
 
  private:
+  /// Blocks to cut a product's output into: 1 on one thread; with EIGEN_USE_BLAS the BLAS
+  /// threads each product itself.
+  static index product_blocks(index extent) {
+#ifdef EIGEN_USE_BLAS
+    (void)extent;
+    return 1;
+#else
+    return detail::block_count(extent, detail::loop_threads());
+#endif
+  }
+
   bool has_bias_;
   matrix<T> w_, dw_, b_, db_;
 };

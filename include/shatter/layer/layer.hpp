@@ -84,12 +84,14 @@ class layer {
 
   /// Checks that a batch has this layer's input size; names the layer in the message.
   void check_input(const matrix<T>& x) const {
+    if (x.rows() == in_size()) return;  // the hot path builds no message
     require<shape_error>(x.rows() == in_size(), describe(), ": expected ", in_size(),
                          " features per sample (one sample per column), got a ", x.rows(), " x ",
                          x.cols(), " batch");
   }
   /// Checks that an output gradient matches the last forward's output shape.
   void check_output_grad(const matrix<T>& dy) const {
+    if (dy.rows() == y_.rows() && dy.cols() == y_.cols() && x_ != nullptr) return;  // hot path
     require<shape_error>(dy.rows() == y_.rows() && dy.cols() == y_.cols(), describe(),
                          ": backward expects a ", y_.rows(), " x ", y_.cols(),
                          " output gradient (the shape of the last forward's output), got ",

@@ -1,0 +1,143 @@
+// shatter: the matrix-product kernel behind dense layers (allocation-free, threaded in blocks).
+#ifndef SHATTER_LAYER_GEMM_HPP
+#define SHATTER_LAYER_GEMM_HPP
+
+#include <Eigen/Core>
+#include <cstddef>
+
+#include "shatter/core/types.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace shatter::detail {
+
+/// Storage of a product operand: `plain` is the column-major matrix itself, `transposed` uses its
+/// transpose (a column-major k x m matrix read as a row-major m x k one), without copying.
+enum class operand { plain, transposed };
+
+/// Per-thread scratch memory for the packed panels of a product: grows to the largest size asked
+/// for and is then reused, so products allocate nothing after the first call of a given size.
+template <class T>
+T* gemm_scratch(std::size_t n) {
+  struct buffer {
+    T* p = nullptr;
+    std::size_t n = 0;
+    ~buffer() { Eigen::internal::aligned_free(p); }
+  };
+  thread_local buffer b;
+  if (b.n < n) {
+    Eigen::internal::aligned_free(b.p);
+    b.p = static_cast<T*>(Eigen::internal::aligned_malloc(n * sizeof(T)));
+    b.n = n;
+  }
+  return b.p;
+}
+
+/// Eigen's cache blocking (the sizes Eigen itself would choose for one thread) on caller-owned
+/// packing buffers.
+template <class T>
+class gemm_blocking final : public Eigen::internal::level3_blocking<T, T> {
+ public:
+  /// Block sizes for an m x n x k product; packing buffers only when `bind` is set.
+  gemm_blocking(index m, index n, index k, bool bind = true) {
+    this->m_mc = m;
+    this->m_nc = n;
+    this->m_kc = k;
+    Eigen::internal::computeProductBlockingSizes<T, T, 1, index>(this->m_kc, this->m_mc, this->m_nc,
+                                                                 1);
+    if (bind) {
+      T* buf = gemm_scratch<T>(scratch_size());
+      this->m_blockA = buf;
+      this->m_blockB = buf + size_a();
+    }
+  }
+  /// Scalars of scratch the packed panels take (panel A rounded up to 64 bytes).
+  std::size_t scratch_size() const { return std::size_t(size_a() + this->m_kc * this->m_nc); }
+
+ private:
+  index size_a() const {
+    constexpr index align = 64 / index(sizeof(T));
+    return (this->m_mc * this->m_kc + align - 1) / align * align;
+  }
+};
+
+/// Scalars of per-thread scratch any block of an m x n x k product needs (at most what the
+/// whole product needs). Reserving it on every thread before a parallel loop means no thread
+/// allocates later, whichever blocks the scheduler hands it.
+template <class T>
+std::size_t gemm_scratch_size(index m, index n, index k) {
+  if (m <= 0 || n <= 0 || k <= 0) return 0;
+  return gemm_blocking<T>(m, n, k, false).scratch_size();
+}
+
+/// C += alpha op(A) op(B) on one thread, C column-major m x n with leading dimension ldc; A and B
+/// given by pointer and leading dimension of their stored (column-major) matrices. Uses Eigen's
+/// packing and micro-kernels (or the BLAS when EIGEN_USE_BLAS is defined) and allocates nothing
+/// once the calling thread's scratch is large enough.
+template <operand OpA, operand OpB, class T>
+void gemm_accumulate(index m, index n, index k, const T* a, index lda, const T* b, index ldb, T* c,
+                     index ldc, T alpha) {
+  if (m <= 0 || n <= 0 || k <= 0) return;
+  constexpr int order_a = OpA == operand::plain ? Eigen::ColMajor : Eigen::RowMajor;
+  constexpr int order_b = OpB == operand::plain ? Eigen::ColMajor : Eigen::RowMajor;
+  gemm_blocking<T> blocking(m, n, k);
+  Eigen::internal::general_matrix_matrix_product<index, T, order_a, false, T, order_b, false,
+                                                 Eigen::ColMajor, 1>::run(m, n, k, a, lda, b, ldb,
+                                                                          c, 1, ldc, alpha,
+                                                                          blocking, nullptr);
+}
+
+/// Threads shatter's own loops use: Eigen::nbThreads() (see shatter::set_threads), 1 without
+/// OpenMP or when already inside a parallel region.
+inline int loop_threads() {
+#ifdef _OPENMP
+  return omp_in_parallel() ? 1 : Eigen::nbThreads();
+#else
+  return 1;
+#endif
+}
+
+/// Runs f(i) for i in [0, n): on loop_threads() OpenMP threads, dynamically scheduled (a thread
+/// the system preempts holds up at most one block), or in order on one thread. Each thread first
+/// reserves `scratch` scalars of product scratch of type T. f must not throw.
+template <class T, class F>
+void parallel_blocks(index n, std::size_t scratch, F&& f) {
+#ifdef _OPENMP
+  const int threads = loop_threads();
+  if (threads > 1 && n > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      gemm_scratch<T>(scratch);
+#pragma omp for schedule(dynamic, 1)
+      for (index i = 0; i < n; ++i) f(i);
+    }
+    return;
+  }
+#endif
+  gemm_scratch<T>(scratch);
+  for (index i = 0; i < n; ++i) f(i);
+}
+
+/// How many blocks to cut `extent` rows or columns into for `threads` threads: one block on one
+/// thread (no repacking), otherwise about four per thread of at least `min_block` each.
+inline index block_count(index extent, int threads, index min_block = 32) {
+  if (threads <= 1) return 1;
+  index blocks = 4 * index(threads);
+  while (blocks > 1 && extent / blocks < min_block) --blocks;
+  return blocks;
+}
+
+/// Start of block `i` of `blocks` over `extent` (block i spans [start(i), start(i + 1))), rounded
+/// up to a multiple of `align` so blocks keep the kernels' vector alignment.
+inline index block_start(index i, index blocks, index extent, index align = 16) {
+  if (i <= 0) return 0;
+  if (i >= blocks) return extent;
+  const index s = (extent * i / blocks + align - 1) / align * align;
+  return s < extent ? s : extent;
+}
+
+}  // namespace shatter::detail
+
+#endif  // SHATTER_LAYER_GEMM_HPP
