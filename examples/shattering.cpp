@@ -623,7 +623,7 @@ int main(int argc, char** argv) {
       g << "set terminal pngcairo noenhanced size 1200,500 font ',10'\nset output 'figure3.png'\n"
         << "set multiplot layout 1,2 title 'Figure 3: unit activity per layer of depth-"
         << fig3_depth << " ReLU nets (" << c.seeds << " seeds)'\n"
-        << "set xlabel 'layer'\nset yrange [0:1]\nset key top left\n"
+        << "set xlabel 'layer'\nset ylabel 'proportion'\nset yrange [0:1]\nset key top left\n"
         << "set title 'proportion of units active for an input'\nplot 'figure3_activity.csv' every "
            "::1 using 1:2 with linespoints pt 7 ps 0.5 title 'no BN', '' every ::1 using 1:4 with "
            "linespoints pt 7 ps 0.5 title 'BN', 0.5 dt 2 lc rgb 'gray' title '1/2'\n"

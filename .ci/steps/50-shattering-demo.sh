@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The main demo's contract on a tiny configuration (seconds): it runs, writes the depth-sweep CSV
+# with the exact header, works (with a note) without gnuplot, and rejects bad options with a
+# usage message and exit code 2.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin=build/examples/shattering
+[ -x "$bin" ] || { echo "missing $bin (build the examples first)"; exit 1; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+small=(--seeds 2 --width 16 --points 32 --depths 1,2,24 --threads 2)
+
+"$bin" --out "$out/a" "${small[@]}" > "$out/a.log"
+header=$(head -1 "$out/a/depth_sweep.csv")
+[ "$header" = "arch,depth,width,points,seeds,lag1_mean,lag1_std,slope_mean,slope_std,verdict" ] ||
+  { echo "depth_sweep.csv header is '$header'"; exit 1; }
+rows=$(($(wc -l < "$out/a/depth_sweep.csv") - 1))
+[ "$rows" -eq 18 ] || { echo "expected 18 rows (6 archs x 3 depths), got $rows"; exit 1; }
+grep -q '^crelu_ll,24,16,32,2,1,0,,,constant$' "$out/a/depth_sweep.csv" ||
+  { echo "crelu_ll must be constant with lag-1 exactly 1"; cat "$out/a/depth_sweep.csv"; exit 1; }
+for f in depth_sweep_theory.csv figure1_gradients.csv figure2_acf.csv figure3_activity.csv plots.gp; do
+  [ -s "$out/a/$f" ] || { echo "missing $f"; exit 1; }
+done
+if command -v gnuplot > /dev/null; then
+  for f in figure1.png figure1_without_bn.png figure2.png figure3.png depth_sweep.png; do
+    [ -s "$out/a/$f" ] || { echo "missing $f"; exit 1; }
+  done
+fi
+
+# Without gnuplot on the PATH: still exit 0, with a note.
+mkdir -p "$out/bin"
+ln -s "$(command -v bash)" "$out/bin/bash"
+ln -s "$(command -v sh)" "$out/bin/sh"
+PATH="$out/bin" "$PWD/$bin" --out "$out/b" --archs crelu_ll --depths 2 --seeds 2 --width 8 \
+  --points 16 > "$out/b.log"
+grep -q "gnuplot not found" "$out/b.log" || { echo "no gnuplot note"; cat "$out/b.log"; exit 1; }
+
+# Bad options and values: usage message, exit code 2.
+for args in "--bogus 1" "--seeds 1" "--seeds x" "--points 4" "--depths 0" "--depths 1,,2" \
+  "--archs fnn_tanh" "--threads 0" "--bias-std -1" "--bn-grad sometimes" "--width" "stray"; do
+  set +e
+  # shellcheck disable=SC2086
+  "$bin" --out "$out/c" $args > "$out/c.log" 2>&1
+  rc=$?
+  set -e
+  [ "$rc" -eq 2 ] || { echo "shattering $args: exit code $rc, expected 2"; exit 1; }
+  grep -q "^usage: shattering" "$out/c.log" || { echo "shattering $args: no usage message"; exit 1; }
+done
+echo "shattering demo: OK"
