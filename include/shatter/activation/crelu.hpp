@@ -14,6 +14,8 @@ namespace shatter {
 /// Derivative at z = 0: the gradient flows through the first half only, dy/dz = (1[z >= 0],
 /// -1[z < 0]). Exactly one half passes it for every z, so d(relu(z) - relu(-z))/dz = 1
 /// everywhere, including 0, and a looks-linear network's input gradient is exactly constant.
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class crelu final : public layer<T> {
  public:

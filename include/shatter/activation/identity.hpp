@@ -7,6 +7,8 @@
 namespace shatter {
 
 /// Identity: y = z, dy/dz = 1 (a linear network, the reference looks-linear nets match at init).
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class identity final : public elementwise<T> {
  public:

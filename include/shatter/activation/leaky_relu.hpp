@@ -10,6 +10,8 @@ namespace shatter {
 
 /// Leaky ReLU: y = z for z > 0, a z otherwise (a fixed; a = 1 is the identity, the
 /// looks-linear limit used by TAT). Derivative at 0 is a.
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class leaky_relu final : public elementwise<T> {
  public:

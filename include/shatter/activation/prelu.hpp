@@ -10,6 +10,8 @@ namespace shatter {
 /// shares one slope across all features (PyTorch's default); otherwise there is one slope per
 /// feature and `slopes` must equal the input size. Initial slope 1 gives the identity, a cheap
 /// looks-linear start. dL/da_k = sum over z_i <= 0 of dy_i z_i (over the features sharing a_k).
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class prelu final : public elementwise<T> {
  public:

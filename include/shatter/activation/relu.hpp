@@ -7,6 +7,8 @@
 namespace shatter {
 
 /// ReLU: y = max(z, 0). Derivative 1[z > 0]; at z = 0 it is 0 (PyTorch's convention).
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class relu final : public elementwise<T> {
  public:

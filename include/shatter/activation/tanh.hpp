@@ -7,6 +7,8 @@
 namespace shatter {
 
 /// tanh: y = tanh(z), dy/dz = 1 - y^2.
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class tanh_activation final : public elementwise<T> {
  public:

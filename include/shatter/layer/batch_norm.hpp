@@ -20,6 +20,8 @@ enum class bn_gradient {
 /// and the spatial positions, and running averages are updated:
 /// running = (1 - momentum) running + momentum * batch (the variance unbiased), as in PyTorch.
 /// In evaluation mode the running statistics are used and backward treats them as constants.
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class batch_norm final : public layer<T> {
  public:

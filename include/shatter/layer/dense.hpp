@@ -12,6 +12,8 @@ namespace shatter {
 /// Fully connected layer: Y = W X + b (b broadcast over the batch), W of shape out x in.
 /// Weights start at zero: initialise them with an initialiser from init/ (network builders do).
 /// Without bias, b is absent and not trained.
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class dense final : public layer<T> {
  public:

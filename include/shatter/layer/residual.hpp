@@ -11,6 +11,8 @@ namespace shatter {
 /// Residual block: y = x + beta F(x), with F a sequential branch mapping n features to n.
 /// dL/dx = dL/dy + beta J_F^T dL/dy. The paper's resnets use beta = 1 or small beta (0.1),
 /// which decorrelates gradients more slowly with depth.
+/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
+/// instances, e.g. clones, may run on distinct threads concurrently.
 template <class T>
 class residual final : public layer<T> {
  public:

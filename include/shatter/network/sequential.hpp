@@ -13,6 +13,9 @@ namespace shatter {
 /// A feedforward network: layers applied in order, depth fixed at run time. It is itself a layer,
 /// so it nests (the branch of a residual block is a sequential). Copying deep-copies the layers.
 /// Forward keeps each layer's output (see `layer::output`) for backward and for probes.
+/// Thread safety: one thread at a time per network (forward/backward write every layer's
+/// buffers); copies are independent and may train concurrently, and several threads may copy
+/// (clone) one network that nobody modifies meanwhile.
 template <class T>
 class sequential : public layer<T> {
  public:
