@@ -274,7 +274,7 @@ class conv2d final : public layer<T> {
 
   static int parallel_threads(index work) {
 #ifdef _OPENMP
-    return work >= (index(1) << 15) ? Eigen::nbThreads() : 1;
+    return work >= (index(1) << 18) ? Eigen::nbThreads() : 1;
 #else
     (void)work;
     return 1;
