@@ -347,16 +347,19 @@ int main(int argc, char** argv) {
       csv << "arch,depth,width,points,seeds,lag1_mean,lag1_std,slope_mean,slope_std,verdict\n";
       std::ofstream th(out / "depth_sweep_theory.csv");
       th << "arch,depth,theory_formula,theory_R,seed_corr_adjacent\n";
-      std::cout << "\nDepth sweep (width " << c.width << ", " << c.points << " points on [-2, 2], "
-                << c.seeds << " seeds, biases ~ N(0, " << c.bias_std << "^2), BN statistics: "
-                << (c.bn == probe::bn_statistics::fixed     ? "sweep batch, held fixed"
-                    : c.bn == probe::bn_statistics::through ? "sweep batch, differentiated through"
-                                                            : "running")
-                << ")\n"
-                << "lag1 = autocorrelation of df/dx at neighbouring inputs (brown ~1, white ~0);\n"
-                << "slope = log-log power-spectrum slope over f in (0, 1/4] (brown -2, white 0);\n"
-                << "theory R = predicted correlation after L layers; R_adj = correlation across "
-                   "seeds of the\ngradients at two adjacent inputs near t = 0.5.\n\n";
+      std::cout
+          << "\nDepth sweep (width " << c.width << ", " << c.points << " points on [-2, 2], "
+          << c.seeds << " seeds, biases ~ N(0, " << c.bias_std << "^2), BN statistics: "
+          << (c.bn == probe::bn_statistics::fixed     ? "sweep batch, held fixed"
+              : c.bn == probe::bn_statistics::through ? "sweep batch, differentiated through"
+                                                      : "running")
+          << ")\n"
+          << "lag1 = autocorrelation of df/dx at neighbouring inputs (brown ~1, white ~0);\n"
+          << "slope = log-log power-spectrum slope over f in (0, 1/4] (brown -2, white 0);\n"
+          << "verdict: brown if slope <= -1.5 and lag1 >= 0.5, white if slope >= -0.5 and lag1 < "
+             "0.5,\n  between otherwise; constant / two-valued for the degenerate cases;\n"
+          << "theory R = predicted correlation after L layers; R_adj = correlation across "
+             "seeds of the\ngradients at two adjacent inputs near t = 0.5.\n\n";
       std::cout << std::left << std::setw(12) << "arch" << std::right << std::setw(6) << "depth"
                 << std::setw(17) << "lag1" << std::setw(17) << "slope"
                 << "  " << std::left << std::setw(11) << "verdict" << std::right << std::setw(10)

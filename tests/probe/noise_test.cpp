@@ -117,11 +117,13 @@ TEST_CASE("autocorrelation and spectrum on exact sequences", "[probe][noise]") {
   }
 
   // The documented verdict thresholds.
-  CHECK(classify_slope(-1.6) == noise_verdict::brown);
-  CHECK(classify_slope(-1.5) == noise_verdict::brown);
-  CHECK(classify_slope(-1.0) == noise_verdict::between);
-  CHECK(classify_slope(-0.5) == noise_verdict::white);
-  CHECK(classify_slope(0.3) == noise_verdict::white);
+  CHECK(classify(-1.6, 0.9) == noise_verdict::brown);
+  CHECK(classify(-1.5, 0.5) == noise_verdict::brown);
+  CHECK(classify(-1.6, 0.3) == noise_verdict::between);
+  CHECK(classify(-1.0, 0.7) == noise_verdict::between);
+  CHECK(classify(-0.5, 0.1) == noise_verdict::white);
+  CHECK(classify(0.3, -0.1) == noise_verdict::white);
+  CHECK(classify(-0.4, 0.55) == noise_verdict::between);
 }
 
 TEST_CASE("a constant sequence: lag-1 exactly 1, no slope, no NaN", "[probe][noise]") {

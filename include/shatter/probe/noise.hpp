@@ -49,11 +49,14 @@ struct noise_options {
   /// 1 / (4 sin^2(pi f)) bends away from the 1/f^2 law (the slope over (0, 1/4] is ~ -1.9).
   double band_low = 0.0;
   double band_high = 0.25;
-  /// Verdict thresholds on the spectral slope: brown if slope <= brown_below, white if slope >=
-  /// white_above, between otherwise. They are the midpoints between brown (-2), pink (-1) and
-  /// white (0) noise.
+  /// Verdict thresholds: brown if slope <= brown_below and lag-1 >= lag1_split, white if slope
+  /// >= white_above and lag-1 < lag1_split, between otherwise. The slope thresholds are the
+  /// midpoints between brown (-2), pink (-1) and white (0) noise; the lag-1 condition keeps a
+  /// sequence whose neighbours are still clearly correlated from being called white (white noise
+  /// has lag-1 ~ 0 +- 1/sqrt(M), a random walk ~ 1 - O(1/M)).
   double brown_below = -1.5;
   double white_above = -0.5;
+  double lag1_split = 0.5;
   /// Relative tolerance for the degenerate cases: a sequence is constant when its standard
   /// deviation is <= tolerance * max|g|, and two values count as equal when they differ by <=
   /// tolerance * max|g| (float rounding in a deep net's gradient is ~1e-6 relative).
@@ -198,10 +201,10 @@ inline index distinct_values(const Eigen::Ref<const Eigen::VectorXd>& g, double 
   return n;
 }
 
-/// The verdict for a spectral slope under the thresholds of `opt`.
-inline noise_verdict classify_slope(double slope, const noise_options& opt = {}) {
-  if (slope <= opt.brown_below) return noise_verdict::brown;
-  if (slope >= opt.white_above) return noise_verdict::white;
+/// The verdict for a spectral slope and lag-1 autocorrelation under the thresholds of `opt`.
+inline noise_verdict classify(double slope, double lag1, const noise_options& opt = {}) {
+  if (slope <= opt.brown_below && lag1 >= opt.lag1_split) return noise_verdict::brown;
+  if (slope >= opt.white_above && lag1 < opt.lag1_split) return noise_verdict::white;
   return noise_verdict::between;
 }
 
@@ -238,14 +241,14 @@ inline noise_stats analyse(const Eigen::Ref<const Eigen::VectorXd>& g,
   s.lag1 = k >= 1 ? s.acf(1) : 1.0;
   s.slope = spectral_slope(g, opt);
   s.has_slope = true;
-  s.verdict = s.distinct == 2 ? noise_verdict::two_valued : classify_slope(s.slope, opt);
+  s.verdict = s.distinct == 2 ? noise_verdict::two_valued : classify(s.slope, s.lag1, opt);
   return s;
 }
 
 /// Statistics over seeds (independent networks or signals): means and sample standard
 /// deviations (1/(n-1); 0 for one seed) of lag-1 and slope, the mean and spread of the ACF, and
 /// an overall verdict: the degenerate verdict shared by a majority of seeds if there is one,
-/// otherwise the verdict of the mean slope.
+/// otherwise the verdict of the mean slope and mean lag-1.
 struct noise_summary {
   index seeds = 0;
   double lag1_mean = 0, lag1_std = 0;
@@ -295,7 +298,7 @@ inline noise_summary summarise(const std::vector<noise_stats>& all, const noise_
   else if (2 * two > r.seeds)
     r.verdict = noise_verdict::two_valued;
   else
-    r.verdict = classify_slope(r.slope_mean, opt);
+    r.verdict = classify(r.slope_mean, r.lag1_mean, opt);
   return r;
 }
 
