@@ -22,7 +22,7 @@ for threads in 1 2; do
   policy=""
   [ "$threads" -gt 1 ] && policy=passive
   for ((r = 0; r < rounds; r++)); do
-    env OMP_NUM_THREADS=$threads ${policy:+OMP_WAIT_POLICY=$policy} "$bin" --benchmark_filter="probe/tangent/threads:$threads\$" \
+    env OMP_NUM_THREADS=$threads ${policy:+OMP_WAIT_POLICY=$policy} "$bin" --benchmark_filter="probe/tangent/threads:$threads/" \
       --benchmark_min_time=1 --benchmark_format=json 2>/dev/null |
       /usr/bin/python3 -c 'import json,sys; b=json.load(sys.stdin)["benchmarks"][0]; print(b["real_time"])' >> "$tmp/s"
     env OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads ${policy:+OMP_WAIT_POLICY=$policy} \

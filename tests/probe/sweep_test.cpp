@@ -171,6 +171,24 @@ TEST_CASE("the tangent and backprop methods agree, float and double", "[probe][s
   }
 }
 
+TEST_CASE("the tangent sweep split over threads equals the single-thread sweep", "[probe][sweep]") {
+  for (auto arch : {architecture::fnn_relu, architecture::resnet, architecture::crelu_ll}) {
+    rng g(31);
+    mlp_spec s = small_spec(5);
+    s.width = 64;
+    auto net = build<double>(arch, s, g);
+    set_threads(1);
+    const auto one = sweep(net, opts(300, bn_statistics::fixed, gradient_method::tangent));
+    set_threads(2);
+    const auto two = sweep(net, opts(300, bn_statistics::fixed, gradient_method::tangent));
+    set_threads(1);
+    INFO(to_string(arch));
+    CHECK(max_rel_error(two.gradient, one.gradient) < 1e-13);
+    CHECK(max_rel_error(two.output, one.output) < 1e-13);
+    CHECK(max_rel_error(two.magnitude, one.magnitude) < 1e-13);
+  }
+}
+
 TEST_CASE("sweep_line: d/dt f(u + t v) matches finite differences", "[probe][sweep]") {
   const double h = 1e-6;
   for (auto arch : {architecture::fnn_relu, architecture::resnet, architecture::crelu}) {

@@ -3,7 +3,9 @@
 #define SHATTER_PROBE_SWEEP_HPP
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <exception>
 #include <utility>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "shatter/activation/elementwise.hpp"
 #include "shatter/activation/relu.hpp"
 #include "shatter/core/error.hpp"
+#include "shatter/core/threads.hpp"
 #include "shatter/core/types.hpp"
 #include "shatter/layer/batch_norm.hpp"
 #include "shatter/layer/dense.hpp"
@@ -132,6 +135,18 @@ bool tangent_supported(layer<T>& l) {
   return ok;
 }
 
+/// Whether the tangent path only reads `l` (dense, relu, crelu, nested in sequential or
+/// residual), so that disjoint chunks of points may run through it concurrently.
+template <class T>
+bool tangent_pure(layer<T>& l) {
+  bool ok = true;
+  for_each_leaf(l, [&ok](layer<T>& x) {
+    ok = ok &&
+         (dynamic_cast<dense<T>*>(&x) || dynamic_cast<relu<T>*>(&x) || dynamic_cast<crelu<T>*>(&x));
+  });
+  return ok;
+}
+
 /// Forward mode: z = [H | D] (features x 2m) holds the batch H and its tangent D = dH/dt;
 /// replaces z by the layer's [Y | dY/dt]. `tmp` is scratch space.
 /// `magnitude`, if given, receives the row-0 |W| |dX/dt| of the last dense layer run.
@@ -215,20 +230,39 @@ sweep_result sweep_impl(layer<T>& net, const Eigen::VectorXd& u, const Eigen::Ve
   r.gradient.resize(m);
 
   if (method == gradient_method::tangent) {
-    matrix<T> z(d, 2 * m), tmp;
-    for (index i = 0; i < m; ++i) {
-      z.col(i) = (u + r.t(i) * v).template cast<T>();
-      z.col(m + i) = v.template cast<T>();
+    // Without batch norm or stateful activations the points are independent: split them into
+    // one chunk per thread (one synchronisation per sweep instead of one per product).
+    const index chunks =
+        tangent_pure(net) ? std::max<index>(1, std::min<index>(threads(), m / 64)) : 1;
+    r.magnitude = Eigen::VectorXd::Zero(m);
+    std::exception_ptr failure;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(int(chunks)) schedule(static, 1) if (chunks > 1)
+#endif
+    for (index c = 0; c < chunks; ++c) {
+      try {
+        const index i0 = c * m / chunks, mc = (c + 1) * m / chunks - i0;
+        matrix<T> z(d, 2 * mc), tmp;
+        for (index i = 0; i < mc; ++i) {
+          z.col(i) = (u + r.t(i0 + i) * v).template cast<T>();
+          z.col(mc + i) = v.template cast<T>();
+        }
+        row_vector<T> mag;
+        tangent_forward(net, z, tmp, mc, md, &mag);
+        require<shape_error>(z.rows() == 1, who, ": the network produced ", z.rows(),
+                             " outputs per sample; need 1");
+        r.output.segment(i0, mc) = z.leftCols(mc).transpose().template cast<double>();
+        r.gradient.segment(i0, mc) = z.rightCols(mc).transpose().template cast<double>();
+        if (mag.size() == mc) r.magnitude.segment(i0, mc) = mag.transpose().template cast<double>();
+      } catch (...) {
+#ifdef _OPENMP
+#pragma omp critical(shatter_probe_sweep)
+#endif
+        if (!failure) failure = std::current_exception();
+      }
     }
-    row_vector<T> mag;
-    tangent_forward(net, z, tmp, m, md, &mag);
-    require<shape_error>(z.rows() == 1, who, ": the network produced ", z.rows(),
-                         " outputs per sample; need 1");
-    r.output = z.leftCols(m).transpose().template cast<double>();
-    r.gradient = z.rightCols(m).transpose().template cast<double>();
-    r.magnitude = r.gradient.cwiseAbs();
-    if (mag.size() == m)
-      r.magnitude = r.magnitude.cwiseMax(mag.transpose().template cast<double>());
+    if (failure) std::rethrow_exception(failure);
+    r.magnitude = r.magnitude.cwiseMax(r.gradient.cwiseAbs());
   } else {
     matrix<T> x(d, m);
     for (index i = 0; i < m; ++i) x.col(i) = (u + r.t(i) * v).template cast<T>();
