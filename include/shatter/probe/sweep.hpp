@@ -306,9 +306,12 @@ sweep_result sweep_impl(layer<T>& net, const Eigen::VectorXd& u, const Eigen::Ve
 
 /// Sweeps a network with one input and one output over t in [o.from, o.to] (o.points evenly
 /// spaced values, one batch) and returns f(t_i) and the exact df/dt(t_i). The network's state
-/// (batch-norm running statistics and modes) is left as it was. Throws config_error for fewer
-/// than 2 points or an empty, reversed or non-finite range; shape_error when the network's input
-/// or output is not scalar; numeric_error when an output or gradient is not finite.
+/// (batch-norm running statistics and modes) is left as it was, but its layers' caches refer to
+/// the sweep's own batch: run forward again before calling backward on the network yourself.
+/// Not thread-safe for one network; distinct networks may be swept concurrently. Throws
+/// config_error for fewer than 2 points or an empty, reversed or non-finite range; shape_error when
+/// the network's input or output is not scalar; numeric_error when an output or gradient is not
+/// finite.
 template <class T>
 sweep_result sweep(layer<T>& net, const sweep_options& o = {}) {
   require<shape_error>(net.in_size() == 1,
