@@ -1,4 +1,5 @@
 // shatter: the IDX file format (MNIST, Fashion-MNIST), plain or gzip-compressed.
+// Thread safety: every function here is reentrant (no shared state).
 #ifndef SHATTER_DATA_IDX_HPP
 #define SHATTER_DATA_IDX_HPP
 

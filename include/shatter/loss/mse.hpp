@@ -17,8 +17,9 @@ namespace shatter {
 /// d/2 times PyTorch's `MSELoss(reduction='mean')`, which divides by n*d and omits the 1/2; the
 /// per-sample sum keeps the gradient scale independent of the output size. With class labels the
 /// target is the one-hot vector of the label. `forward` returns L and stores dL/dY in a reused
-/// buffer. Not thread-safe. Errors: shape mismatch -> shape_error; label out of range ->
-/// data_error.
+/// buffer. Thread safety: one thread at a time per instance (forward writes the gradient
+/// buffer); distinct instances may run concurrently. Errors: shape mismatch -> shape_error; label
+/// out of range -> data_error.
 template <class T>
 class mse {
  public:

@@ -32,7 +32,8 @@ void check_labels(const matrix<T>& out, const std::vector<std::int32_t>& labels,
 /// for logits Z (classes x n, one sample per column) and labels y_j in [0, classes).
 /// Numerically stable (the column maximum is subtracted before exponentiation), so logits of any
 /// finite size give a finite loss. `forward` returns L and stores dL/dZ in a buffer reused across
-/// calls of the same shape (no allocation in steady state). Not thread-safe (one per thread).
+/// calls of the same shape (no allocation in steady state). Thread safety: one thread at a time per
+/// instance; distinct instances may run concurrently.
 /// Errors: label count != columns -> shape_error; a label outside [0, classes) -> data_error.
 template <class T>
 class softmax_cross_entropy {

@@ -18,7 +18,8 @@ namespace shatter {
 /// parameter value from its gradient (the gradients the last backward wrote). All state buffers
 /// are allocated at construction, so `step()` does not allocate. The parameters must outlive the
 /// optimiser and keep their shapes. For checkpoints the whole state is `state()` (named tensors)
-/// plus `steps()`. Not thread-safe.
+/// plus `steps()`. Thread safety: one thread at a time per optimiser, and not while its
+/// parameters are used elsewhere; optimisers over distinct parameters may step concurrently.
 template <class T>
 class optimizer {
  public:

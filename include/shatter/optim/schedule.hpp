@@ -23,7 +23,8 @@ namespace shatter {
 /// - s.with_warmup(w, f0):            s(t) * (f0 + (1 - f0) t / w) for t < w, s(t) after
 ///                                    (PyTorch LinearLR(start_factor=f0, total_iters=w) chained
 ///                                    with s: the inner schedule runs on the same clock t).
-/// Invalid arguments throw config_error.
+/// Invalid arguments throw config_error. Thread safety: an immutable value; `lr_at` may be
+/// called from any number of threads.
 class schedule {
  public:
   /// lr at every t.

@@ -105,6 +105,9 @@ struct input_gradient_guard {
 /// optimiser has not stepped, so the parameters are those of the last good step.
 /// Errors: invalid options -> config_error; data not matching the network -> shape_error or
 /// data_error naming the data set.
+/// Thread safety: the network, loss and optimiser belong to this call while it runs (the data
+/// sets are only read, so concurrent fits may share them); independent fits on distinct
+/// networks may run on distinct threads.
 /// With a batch transform (data augmentation): `transform(x, labels, g)` is called on every
 /// gathered training batch (x: features x m, labels: m entries) before the forward pass and may
 /// change both in place (keeping their sizes). `g` is a shatter::rng seeded from (o.seed, global
