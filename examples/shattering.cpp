@@ -337,8 +337,12 @@ int main(int argc, char** argv) {
                   << fmt(seconds_since(t_probe), 1) << " s" << std::endl;
       }
     });
+    std::size_t failed = 0;
     for (auto& [k, r] : results)
-      if (r.failure.empty()) r.summary = probe::summarise(r.stats, no);
+      if (r.failure.empty())
+        r.summary = probe::summarise(r.stats, no);
+      else
+        ++failed;
     const double probe_seconds = seconds_since(t_probe);
 
     // ---- Depth sweep: table, CSV, theory beside the measurements.
@@ -683,6 +687,11 @@ int main(int argc, char** argv) {
                  "figure3_activity.csv\n"
               << "Time: probing " << fmt(probe_seconds, 1) << " s, total "
               << fmt(seconds_since(t_start), 1) << " s on " << c.threads << " threads\n";
+    if (failed > 0) {
+      std::cerr << "shattering: error: " << failed
+                << " configuration(s) produced non-finite outputs or gradients (see the table)\n";
+      return 1;
+    }
   } catch (const shatter::error& e) {
     std::cerr << "shattering: error: " << e.what() << "\n";
     return 1;

@@ -35,6 +35,17 @@ PATH="$out/bin" "$PWD/$bin" --out "$out/b" --archs crelu_ll --depths 2 --seeds 2
   --points 16 > "$out/b.log"
 grep -q "gnuplot not found" "$out/b.log" || { echo "no gnuplot note"; cat "$out/b.log"; exit 1; }
 
+# Float overflow (a 1000-block resnet without BN grows like 2^(L/2)): reported, exit code 1.
+set +e
+"$bin" --out "$out/d" --archs resnet --depths 1000,2 --seeds 2 --width 16 --points 32 \
+  > "$out/d.log" 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || { echo "overflow run: exit code $rc, expected 1"; cat "$out/d.log"; exit 1; }
+grep -q '^resnet,1000,16,32,2,,,,,non-finite$' "$out/d/depth_sweep.csv" ||
+  { echo "overflow row missing"; cat "$out/d/depth_sweep.csv"; exit 1; }
+grep -q "not finite" "$out/d.log" || { echo "no non-finite message"; exit 1; }
+
 # Bad options and values: usage message, exit code 2.
 for args in "--bogus 1" "--seeds 1" "--seeds x" "--points 4" "--depths 0" "--depths 1,,2" \
   "--archs fnn_tanh" "--threads 0" "--bias-std -1" "--bn-grad sometimes" "--width" "stray"; do
