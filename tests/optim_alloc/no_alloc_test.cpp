@@ -17,10 +17,24 @@
 #include "shatter/optim/adam.hpp"
 #include "shatter/optim/sgd.hpp"
 
+// Sanitizers own operator new/delete: count them only in ordinary builds.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SHATTER_TEST_COUNT_NEW 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+#define SHATTER_TEST_COUNT_NEW 0
+#endif
+#endif
+#ifndef SHATTER_TEST_COUNT_NEW
+#define SHATTER_TEST_COUNT_NEW 1
+#endif
+
 namespace {
 std::atomic<long> g_allocations{0};
 }
 
+#if SHATTER_TEST_COUNT_NEW
 void* operator new(std::size_t n) {
   ++g_allocations;
   if (void* p = std::malloc(n ? n : 1)) return p;
@@ -32,6 +46,7 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
   std::free(p);
 }
+#endif
 
 TEST_CASE("optimiser steps do not allocate", "[optim][alloc]") {
   using shatter::matrix;
