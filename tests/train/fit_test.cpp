@@ -99,9 +99,17 @@ bool bitwise_equal(const std::vector<matrix<double>>& a, const std::vector<matri
   return true;
 }
 
+/// Runs a test on one thread (the products here are tiny; threads only add overhead).
+struct one_thread {
+  int saved = shatter::threads();
+  one_thread() { shatter::set_threads(1); }
+  ~one_thread() { shatter::set_threads(saved); }
+};
+
 }  // namespace
 
 TEST_CASE("fit learns separable blobs and reports every epoch", "[train]") {
+  one_thread single;
   const auto train = blobs<float>(8, 600, 1), test = blobs<float>(8, 300, 1);
   shatter::rng g(2);
   auto net = shatter::looks_linear_mlp<float>(
@@ -136,6 +144,7 @@ TEST_CASE("fit learns separable blobs and reports every epoch", "[train]") {
 }
 
 TEST_CASE("fit follows the schedule per step or per epoch", "[train][schedule]") {
+  one_thread single;
   const auto train = blobs<double>(8, 40, 3);
   shatter::rng g(2);
   auto net = shatter::looks_linear_mlp<double>(small_spec(), g);
@@ -163,6 +172,7 @@ TEST_CASE("fit follows the schedule per step or per epoch", "[train][schedule]")
 
 TEST_CASE("same seed, one thread: bitwise identical parameters; resume reproduces the run",
           "[train][determinism]") {
+  one_thread single;
   const int saved_threads = shatter::threads();
   shatter::set_threads(1);
   const auto train = blobs<double>(8, 100, 5);
@@ -203,6 +213,7 @@ TEST_CASE("same seed, one thread: bitwise identical parameters; resume reproduce
 
 TEST_CASE("a NaN gradient stops training, naming the step and the first parameter reached",
           "[train][nonfinite]") {
+  one_thread single;
   const auto train = blobs<double>(8, 64, 6);
   auto net = net_with_nan_layer(3);
   shatter::softmax_cross_entropy<double> loss;
@@ -227,6 +238,7 @@ TEST_CASE("a NaN gradient stops training, naming the step and the first paramete
 }
 
 TEST_CASE("the skip option skips non-finite batches and trains on", "[train][nonfinite]") {
+  one_thread single;
   const auto train = blobs<double>(8, 64, 6);
   auto net = net_with_nan_layer(2);
   shatter::softmax_cross_entropy<double> loss;
@@ -248,6 +260,7 @@ TEST_CASE("the skip option skips non-finite batches and trains on", "[train][non
 
 TEST_CASE("a NaN weight makes the loss non-finite; the guard names the first bad layer",
           "[train][nonfinite]") {
+  one_thread single;
   const auto train = blobs<double>(8, 64, 6);
   auto net = net_with_nan_layer(-1);
   static_cast<shatter::dense<double>&>(net[2]).weight()(3, 4) =
@@ -263,6 +276,7 @@ TEST_CASE("a NaN weight makes the loss non-finite; the guard names the first bad
 }
 
 TEST_CASE("fit rejects bad data and options with clear messages", "[train][bad-input]") {
+  one_thread single;
   auto train = blobs<double>(8, 32, 6);
   shatter::rng g(2);
   auto net = shatter::looks_linear_mlp<double>(small_spec(), g);
@@ -288,6 +302,7 @@ TEST_CASE("fit rejects bad data and options with clear messages", "[train][bad-i
 }
 
 TEST_CASE("mse works as the training loss on one-hot labels", "[train]") {
+  one_thread single;
   const auto train = blobs<double>(8, 200, 8);
   shatter::rng g(2);
   auto net = shatter::looks_linear_mlp<double>(small_spec(), g);
@@ -303,6 +318,7 @@ TEST_CASE("mse works as the training loss on one-hot labels", "[train]") {
 }
 
 TEST_CASE("epoch_order is a seeded permutation, different per epoch", "[train][shuffle]") {
+  one_thread single;
   std::vector<Index> a, b, c;
   shatter::epoch_order(5, 0, 100, a);
   shatter::epoch_order(5, 0, 100, b);
@@ -315,6 +331,7 @@ TEST_CASE("epoch_order is a seeded permutation, different per epoch", "[train][s
 }
 
 TEST_CASE("a batch transform sees every batch with a step-seeded rng", "[train][augment]") {
+  one_thread single;
   const auto train = blobs<double>(8, 40, 3);
   auto draws = [&](std::int64_t start) {
     shatter::rng g(2);
