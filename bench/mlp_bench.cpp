@@ -8,6 +8,7 @@
 //
 //   mlp_bench --benchmark_filter='mlp/crelu/depth:20/threads:2'
 //   mlp_bench --memory [depth]   peak RSS of a depth-200 (default) CReLU training step
+//   mlp_bench --steps crelu|relu DEPTH N   N training steps, for profilers
 //
 // Set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS to the same thread count when comparing.
 #include <benchmark/benchmark.h>
@@ -155,6 +156,13 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--memory") == 0)
       return memory_report(i + 1 < argc ? std::atol(argv[i + 1]) : 200);
+  if (argc >= 5 && std::strcmp(argv[1], "--steps") == 0) {
+    // For profilers (valgrind --tool=callgrind): N steps, no timing loop.
+    mlp_case c(std::strcmp(argv[2], "crelu") == 0, std::atol(argv[3]));
+    for (long s = std::atol(argv[4]); s > 0; --s) c.step();
+    std::printf("loss %g\n", double(c.loss));
+    return 0;
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

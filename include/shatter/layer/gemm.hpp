@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include "shatter/core/types.hpp"
+#include "shatter/layer/parallel.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -17,22 +18,13 @@ namespace shatter::detail {
 /// transpose (a column-major k x m matrix read as a row-major m x k one), without copying.
 enum class operand { plain, transposed };
 
-/// Per-thread scratch memory for the packed panels of a product: grows to the largest size asked
-/// for and is then reused, so products allocate nothing after the first call of a given size.
+/// Scratch for the packed panels of a product on the calling thread (see thread_scratch): grows
+/// to the largest size asked for and is then reused, so products allocate nothing in steady state.
 template <class T>
 T* gemm_scratch(std::size_t n) {
-  struct buffer {
-    T* p = nullptr;
-    std::size_t n = 0;
-    ~buffer() { Eigen::internal::aligned_free(p); }
-  };
-  thread_local buffer b;
-  if (b.n < n) {
-    Eigen::internal::aligned_free(b.p);
-    b.p = static_cast<T*>(Eigen::internal::aligned_malloc(n * sizeof(T)));
-    b.n = n;
-  }
-  return b.p;
+  scratch_buffer& b = thread_scratch();
+  b.reserve(n * sizeof(T));
+  return static_cast<T*>(b.p);
 }
 
 /// Eigen's cache blocking (the sizes Eigen itself would choose for one thread) on caller-owned
@@ -89,35 +81,22 @@ void gemm_accumulate(index m, index n, index k, const T* a, index lda, const T* 
                                                                           blocking, nullptr);
 }
 
-/// Threads shatter's own loops use: Eigen::nbThreads() (see shatter::set_threads), 1 without
-/// OpenMP or when already inside a parallel region.
+/// Threads shatter's own loops use: Eigen::nbThreads() (see shatter::set_threads; 1 without
+/// OpenMP), and 1 when called inside an OpenMP parallel region.
 inline int loop_threads() {
 #ifdef _OPENMP
-  return omp_in_parallel() ? 1 : Eigen::nbThreads();
-#else
-  return 1;
+  if (omp_in_parallel()) return 1;
 #endif
+  return Eigen::nbThreads();
 }
 
-/// Runs f(i) for i in [0, n): on loop_threads() OpenMP threads, dynamically scheduled (a thread
-/// the system preempts holds up at most one block), or in order on one thread. Each thread first
-/// reserves `scratch` scalars of product scratch of type T. f must not throw.
+/// Runs f(i) for i in [0, n) on loop_threads() threads of the block pool (the caller included;
+/// blocks are claimed one at a time, so a thread the system preempts holds up at most the block
+/// it is in), or in order on one thread. Every participant first has scratch for `scratch`
+/// scalars of type T (gemm_scratch). f must not throw.
 template <class T, class F>
 void parallel_blocks(index n, std::size_t scratch, F&& f) {
-#ifdef _OPENMP
-  const int threads = loop_threads();
-  if (threads > 1 && n > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      gemm_scratch<T>(scratch);
-#pragma omp for schedule(dynamic, 1)
-      for (index i = 0; i < n; ++i) f(i);
-    }
-    return;
-  }
-#endif
-  gemm_scratch<T>(scratch);
-  for (index i = 0; i < n; ++i) f(i);
+  block_pool::instance().run(n, loop_threads(), scratch * sizeof(T), f);
 }
 
 /// How many blocks to cut `extent` rows or columns into for `threads` threads: one block on one
