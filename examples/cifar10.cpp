@@ -23,6 +23,7 @@
 #include "shatter/core/threads.hpp"
 #include "shatter/data/augment.hpp"
 #include "shatter/data/cifar10.hpp"
+#include "shatter/data/idx.hpp"
 #include "shatter/data/normalize.hpp"
 #include "shatter/io/checkpoint.hpp"
 #include "shatter/loss/softmax_cross_entropy.hpp"
@@ -44,7 +45,8 @@ global average pooling, linear classifier) with SGD (momentum 0.9), weight decay
 learning-rate schedule and random-crop (4-pixel padding) + horizontal-flip augmentation.
 
   --data DIR          data directory (default ../shared/data/cifar-10-batches-bin; for
-                      fashion-mnist the directory with the four IDX files)
+                      fashion-mnist the directory with the four IDX files, default
+                      /usr/share/datasets/fashion-mnist from Debian's dataset-fashion-mnist)
   --dataset NAME      cifar10 (default) or fashion-mnist
   --arch NAME         resnet | plain_relu | plain_crelu | plain_crelu_ll (default plain_crelu_ll)
   --depth D           weighted layers, 6n+2: 8, 14, 20, 32, 44, 56, 110, 200, ... (default 20)
@@ -164,7 +166,7 @@ options parse(int argc, char** argv) {
   if (o.threads < 1) usage_error("--threads must be >= 1");
   if (o.limit_train == 0 || o.limit_train < -1) usage_error("--limit-train must be >= 1");
   if (o.limit_test == 0 || o.limit_test < -1) usage_error("--limit-test must be >= 1");
-  if (o.dataset == "fashion-mnist" && !o.data_given) o.data = "../shared/data/fashion-mnist";
+  if (o.dataset == "fashion-mnist" && !o.data_given) o.data = shatter::fashion_mnist_default_dir();
   return o;
 }
 
@@ -181,8 +183,10 @@ data load(const options& o) {
     d.test = std::move(c.test);
     d.shape = shatter::cifar10_shape();
   } else {
-    throw shatter::data_error(
-        "--dataset fashion-mnist: this build has no IDX reader (include/shatter/data/idx.hpp)");
+    auto f = shatter::load_fashion_mnist<T>(o.data);
+    d.train = o.limit_train > 0 ? f.train.head(o.limit_train) : std::move(f.train);
+    d.test = o.limit_test > 0 ? f.test.head(o.limit_test) : std::move(f.test);
+    d.shape = {1, 28, 28};
   }
   const auto stats = shatter::channel_statistics(d.train.x, d.shape);
   shatter::normalize_channels(d.train.x, d.shape, stats);

@@ -111,7 +111,7 @@ class conv2d final : public layer<T> {
     T* outp = detail::conv_workspace<T>::grow(ws.out, std::size_t(cs * P * O));
     for (index s0 = 0; s0 < n; s0 += cs) {
       const index nc = std::min(cs, n - s0), N = nc * P;
-      im2col(x, s0, nc, cols);
+      im2col(x.data(), x.rows(), s0, nc, fwd_geometry(), cols);
       Eigen::Map<matrix<T>> c(cols, N, K), ot(outp, N, O);
       ot.noalias() = c * w_.transpose();
       for (index s = 0; s < nc; ++s)
@@ -130,27 +130,51 @@ class conv2d final : public layer<T> {
     this->check_output_grad(dy);
     const matrix<T>& x = *this->x_;
     const index n = dy.cols(), P = out_.spatial(), K = w_.cols(), O = w_.rows();
+    const index C = in_.channels, HW = in_.spatial(), kk = k_ * k_;
     dw_.setZero();
     if (has_bias_)
       for (index o = 0; o < O; ++o) db_(o, 0) = dy.middleRows(o * P, P).sum();
     const bool want_dx = this->input_gradient_;
-    if (want_dx)
+    // Stride 1: dL/dx is itself a stride-1 convolution of dL/dy (padding k - 1 - p) with the
+    // flipped, transposed kernel, so unfold dy (O k k per input pixel) instead of folding a
+    // C k k unfolded gradient back (half the memory traffic when C = 2 O, no scatter-add).
+    const bool transposed = want_dx && stride_ == 1 && pad_ <= k_ - 1;
+    if (transposed) {
+      this->dx_.resize(in_.size(), n);
+      wt_.resize(O * kk, C);
+      for (index o = 0; o < O; ++o)
+        for (index c = 0; c < C; ++c)
+          for (index u = 0; u < k_; ++u)
+            for (index v = 0; v < k_; ++v)
+              wt_(o * kk + (k_ - 1 - u) * k_ + (k_ - 1 - v), c) = w_(o, c * kk + u * k_ + v);
+    } else if (want_dx) {
       this->dx_.setZero(in_.size(), n);
-    else
+    } else {
       this->dx_.resize(0, 0);
+    }
     auto& ws = detail::conv_scratch<T>();
     const index cs = chunk_samples(n);
-    T* cols = detail::conv_workspace<T>::grow(ws.cols, std::size_t(cs * P * K));
-    T* outp = detail::conv_workspace<T>::grow(ws.out, std::size_t(cs * P * O));
+    T* cols = detail::conv_workspace<T>::grow(
+        ws.cols, std::size_t(cs * std::max(P * K, transposed ? HW * O * kk : index(0))));
+    T* outp = detail::conv_workspace<T>::grow(
+        ws.out, std::size_t(cs * std::max(P * O, transposed ? HW * C : index(0))));
     for (index s0 = 0; s0 < n; s0 += cs) {
       const index nc = std::min(cs, n - s0), N = nc * P;
       Eigen::Map<matrix<T>> c(cols, N, K), gt(outp, N, O);
       for (index s = 0; s < nc; ++s)
         for (index o = 0; o < O; ++o)
           gt.col(o).segment(s * P, P) = dy.col(s0 + s).segment(o * P, P);
-      im2col(x, s0, nc, cols);
+      im2col(x.data(), x.rows(), s0, nc, fwd_geometry(), cols);
       dw_.noalias() += gt.transpose() * c;
-      if (want_dx) {
+      if (transposed) {
+        const index M = nc * HW;
+        im2col(dy.data(), dy.rows(), s0, nc, bwd_geometry(), cols);
+        Eigen::Map<matrix<T>> cb(cols, M, O * kk), dxt(outp, M, C);
+        dxt.noalias() = cb * wt_;
+        for (index s = 0; s < nc; ++s)
+          for (index ch = 0; ch < C; ++ch)
+            this->dx_.col(s0 + s).segment(ch * HW, HW) = dxt.col(ch).segment(s * HW, HW);
+      } else if (want_dx) {
         c.noalias() = gt * w_;  // the unfolded input gradient, reusing the im2col buffer
         col2im(cols, s0, nc, this->dx_);
       }
@@ -183,26 +207,35 @@ class conv2d final : public layer<T> {
     return n;
   }
   index chunk_samples(index n) const {
-    const index per = out_.spatial() * std::max(w_.cols(), w_.rows());
+    const index per = std::max(out_.spatial() * std::max(w_.cols(), w_.rows()),
+                               in_.spatial() * std::max(w_.rows() * k_ * k_, in_.channels));
     return std::max<index>(1, std::min<index>(n, chunk_elements() / per));
   }
 
-  /// Unfolds samples [s0, s0 + nc) of x into cols (N x K column-major, N = nc P): entry
-  /// (s P + i Wo + j, c k k + u k + v) = x(c, i s - p + u, j s - p + v) or 0 outside the image.
-  void im2col(const matrix<T>& x, index s0, index nc, T* cols) const {
-    const index H = in_.height, W = in_.width, Ho = out_.height, Wo = out_.width;
-    const index P = Ho * Wo, N = nc * P, C = in_.channels, k = k_, st = stride_, pad = pad_;
-    const T* xd = x.data();
-    const index ld = x.rows();
-    [[maybe_unused]] const int conv_threads = parallel_threads(N * w_.cols());
+  /// Geometry of one unfolding: input and output images, kernel, stride, padding.
+  struct geometry {
+    image_shape in, out;
+    index k, stride, pad;
+  };
+  geometry fwd_geometry() const { return {in_, out_, k_, stride_, pad_}; }
+  /// dL/dx as a convolution of dL/dy (stride 1 only): padding k - 1 - p gives the input size.
+  geometry bwd_geometry() const { return {out_, in_, k_, 1, k_ - 1 - pad_}; }
+
+  /// Unfolds samples [s0, s0 + nc) of the images at xd (leading dimension ld, geometry g) into
+  /// cols (N x C k k column-major, N = nc Ho Wo): entry (s Ho Wo + i Wo + j, c k k + u k + v) =
+  /// x(c, i stride - pad + u, j stride - pad + v), or 0 outside the image.
+  static void im2col(const T* xd, index ld, index s0, index nc, const geometry& g, T* cols) {
+    const index H = g.in.height, W = g.in.width, Ho = g.out.height, Wo = g.out.width;
+    const index P = Ho * Wo, N = nc * P, C = g.in.channels, k = g.k, st = g.stride, pad = g.pad;
+    [[maybe_unused]] const int conv_threads = parallel_threads(N * C * k * k);
     SHATTER_CONV_OMP_FOR
     for (index c = 0; c < C; ++c) {
       for (index u = 0; u < k; ++u)
         for (index v = 0; v < k; ++v) {
           T* col = cols + ((c * k + u) * k + v) * N;
           // output columns j with 0 <= j st - pad + v < W
-          const index jlo = valid_begin(Wo, v);
-          const index jhi = valid_end(W, Wo, v, jlo);
+          const index jlo = valid_begin(Wo, v, st, pad);
+          const index jhi = valid_end(W, Wo, v, jlo, st, pad);
           for (index s = 0; s < nc; ++s) {
             const T* img = xd + (s0 + s) * ld + c * H * W;
             T* out = col + s * P;
@@ -239,8 +272,8 @@ class conv2d final : public layer<T> {
       for (index u = 0; u < k; ++u)
         for (index v = 0; v < k; ++v) {
           const T* col = cols + ((c * k + u) * k + v) * N;
-          const index jlo = valid_begin(Wo, v);
-          const index jhi = valid_end(W, Wo, v, jlo);
+          const index jlo = valid_begin(Wo, v, st, pad);
+          const index jhi = valid_end(W, Wo, v, jlo, st, pad);
           for (index s = 0; s < nc; ++s) {
             T* img = xd + (s0 + s) * ld + c * H * W;
             const T* in = col + s * P;
@@ -261,15 +294,15 @@ class conv2d final : public layer<T> {
     }
   }
 
-  /// First output column j whose input column j stride - pad + v is >= 0.
-  index valid_begin(index Wo, index v) const {
-    const index num = pad_ - v;
-    return num <= 0 ? 0 : std::min(Wo, (num + stride_ - 1) / stride_);
+  /// First output column j whose input column j st - pad + v is >= 0.
+  static index valid_begin(index Wo, index v, index st, index pad) {
+    const index num = pad - v;
+    return num <= 0 ? 0 : std::min(Wo, (num + st - 1) / st);
   }
   /// One past the last output column whose input column is < W (at least `lo`).
-  index valid_end(index W, index Wo, index v, index lo) const {
-    const index num = W - 1 + pad_ - v;
-    return num < 0 ? lo : std::max(lo, std::min(Wo, num / stride_ + 1));
+  static index valid_end(index W, index Wo, index v, index lo, index st, index pad) {
+    const index num = W - 1 + pad - v;
+    return num < 0 ? lo : std::max(lo, std::min(Wo, num / st + 1));
   }
 
   static int parallel_threads(index work) {
@@ -285,6 +318,7 @@ class conv2d final : public layer<T> {
   index k_, stride_, pad_;
   bool has_bias_;
   matrix<T> w_, dw_, b_, db_;
+  matrix<T> wt_;  ///< flipped, transposed kernel for the stride-1 input gradient
 };
 
 }  // namespace shatter
