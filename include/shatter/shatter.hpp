@@ -53,4 +53,19 @@
 #include "shatter/probe/theory.hpp"
 #include "shatter/probe/units.hpp"
 
+// Convolutional networks and CIFAR-10 (issue 4).
+#include "shatter/data/augment.hpp"
+#include "shatter/data/cifar10.hpp"
+#include "shatter/data/normalize.hpp"
+#include "shatter/init/delta_orthogonal.hpp"
+#include "shatter/init/looks_linear_conv.hpp"
+#include "shatter/layer/branch_sum.hpp"
+#include "shatter/layer/conv2d.hpp"
+#include "shatter/layer/flatten.hpp"
+#include "shatter/layer/global_avg_pool.hpp"
+#include "shatter/layer/image_shape.hpp"
+#include "shatter/layer/max_pool2d.hpp"
+#include "shatter/layer/subsample_pad.hpp"
+#include "shatter/network/cifar.hpp"
+
 #endif  // SHATTER_SHATTER_HPP
