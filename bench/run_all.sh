@@ -79,7 +79,7 @@ def env_for(threads, policy=None):
 def gbench(binary, name, threads, min_time=0.3, reps=5, blas_build=False):
     """Median ms per iteration of one Google Benchmark (and its counters)."""
     exe = os.path.join(build + ("-blas" if blas_build else ""), "bench", binary)
-    out = subprocess.run([exe, f"--benchmark_filter=^{name}$", f"--benchmark_min_time={min_time}",
+    out = subprocess.run([exe, f"--benchmark_filter=^{name}(/min_time:[0-9.]+)?(/real_time)?$", f"--benchmark_min_time={min_time}",
                           f"--benchmark_repetitions={reps}", "--benchmark_report_aggregates_only=true",
                           "--benchmark_format=json"], env=env_for(threads), check=True,
                          capture_output=True, text=True).stdout
@@ -95,7 +95,8 @@ def torch_run(script, args, threads, policy):
     out = subprocess.run(["/usr/bin/python3", os.path.join(bench, script), *args, "--threads",
                           str(threads)], env=env_for(threads, policy), check=True,
                          capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["ms_per_step"]
+    r = json.loads(out.strip().splitlines()[-1])
+    return r["ms_per_step"] if "ms_per_step" in r else r["ms_per_probe"]
 
 
 # Matrix-product flops per step of each workload (multiply-add = 2 flops; elementwise not counted).
@@ -133,8 +134,8 @@ if "a" in only or "b" in only:
         if grp not in only:
             continue
         for depth in (20, 50):
-            workloads.append((grp, f"{grp}: {act.upper() if act == 'crelu' else 'ReLU'} MLP depth {depth}",
-                              ("mlp_bench", f"mlp/{act}/depth:{depth}/threads:{{t}}/real_time"),
+            workloads.append((grp, f"{grp}: {'CReLU' if act == 'crelu' else 'ReLU'} MLP depth {depth}",
+                              ("mlp_bench", f"mlp/{act}/depth:{depth}/threads:{{t}}"),
                               ("torch_mlp.py", ["--act", act, "--depth", str(depth)]),
                               mlp_flops(act == "crelu", depth), act, depth))
 notes = []
@@ -150,7 +151,7 @@ if "c" in only:
 if "d" in only:
     if os.path.exists(os.path.join(bench, "probe_bench.cpp")) and os.path.exists(os.path.join(bench, "torch_probe.py")):
         workloads.append(("d", "d: probe (w200, depth 50, 1024 pts)",
-                          ("probe_bench", "probe/threads:{t}"),
+                          ("probe_bench", "probe/tangent/threads:{t}"),
                           ("torch_probe.py", ["--blocks", "3", "--block-seconds", "0.5"]),
                           probe_flops(), None, None))
     else:
@@ -180,12 +181,17 @@ for grp, label, (sbin, sname), (tscript, targs), flops, act, depth in workloads:
     for t in thread_counts:
         policies = [None] if t == 1 else ["passive", None]
         s_ms, b_ms, t_ms = [], [], {p: [] for p in policies}
-        for r in range(rounds):
-            s_ms.append(gbench(sbin, sname.format(t=t), t)[0])
-            for p in policies:
-                t_ms[p].append(torch_run(tscript, targs, t, p))
-            if use_blas and sbin == "mlp_bench":
-                b_ms.append(gbench(sbin, sname.format(t=t), t, blas_build=True)[0])
+        try:
+            for r in range(rounds):
+                s_ms.append(gbench(sbin, sname.format(t=t), t)[0])
+                for p in policies:
+                    t_ms[p].append(torch_run(tscript, targs, t, p))
+                if use_blas and sbin == "mlp_bench":
+                    b_ms.append(gbench(sbin, sname.format(t=t), t, blas_build=True)[0])
+        except Exception as e:  # one broken workload must not lose the others
+            notes.append(f"{label} at {t} thread(s) failed: {e}")
+            print(f"   {label}: FAILED ({e})", flush=True)
+            continue
         best_p = min(policies, key=lambda p: statistics.median(t_ms[p]))
         row = dict(group=grp, label=label, threads=t, shatter_ms=statistics.median(s_ms),
                    torch_ms=statistics.median(t_ms[best_p]), torch_policy=best_p or "default",

@@ -12,6 +12,15 @@
 #include <omp.h>
 #endif
 
+/// Tuning of the threaded products: blocks per thread (more: a preempted thread holds up less;
+/// fewer: less repacking of the shared operand) and the smallest block (rows or columns).
+#ifndef SHATTER_BLOCKS_PER_THREAD
+#define SHATTER_BLOCKS_PER_THREAD 1
+#endif
+#ifndef SHATTER_MIN_BLOCK
+#define SHATTER_MIN_BLOCK 64
+#endif
+
 namespace shatter::detail {
 
 /// Storage of a product operand: `plain` is the column-major matrix itself, `transposed` uses its
@@ -100,10 +109,11 @@ void parallel_blocks(index n, std::size_t scratch, F&& f) {
 }
 
 /// How many blocks to cut `extent` rows or columns into for `threads` threads: one block on one
-/// thread (no repacking), otherwise about four per thread of at least `min_block` each.
-inline index block_count(index extent, int threads, index min_block = 32) {
+/// thread (no repacking), otherwise SHATTER_BLOCKS_PER_THREAD per thread (default 1: measured
+/// best here, the shared operand is repacked per block) of at least `min_block` each.
+inline index block_count(index extent, int threads, index min_block = SHATTER_MIN_BLOCK) {
   if (threads <= 1) return 1;
-  index blocks = 4 * index(threads);
+  index blocks = SHATTER_BLOCKS_PER_THREAD * index(threads);
   while (blocks > 1 && extent / blocks < min_block) --blocks;
   return blocks;
 }
