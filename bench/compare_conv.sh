@@ -18,7 +18,7 @@ for threads in 1 2; do
   for mode in train infer; do
     : > "$tmp/s" ; : > "$tmp/t"
     for ((r = 0; r < rounds; r++)); do
-      OMP_NUM_THREADS=$threads "$bin" --benchmark_filter="conv/$mode/threads:$threads\$" \
+      OMP_NUM_THREADS=$threads "$bin" --benchmark_filter="conv/$mode/threads:$threads/" \
         --benchmark_min_time=2 --benchmark_format=json 2>/dev/null |
         /usr/bin/python3 -c 'import json,sys; b=json.load(sys.stdin)["benchmarks"][0]; print(b["items_per_second"])' >> "$tmp/s"
       OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads /usr/bin/python3 "$here/torch_conv.py" \

@@ -33,10 +33,11 @@ PY
   plots_loss="$plots_loss '$dat' using 1:2 with linespoints dt $lt lc $lc lw 2 title '$name',"
 done
 gnuplot <<GP
-set terminal pngcairo size 1200,500 font ',10'
+set terminal pngcairo size 1200,500 font ',10' noenhanced
 set output '$out/curves.png'
 set multiplot layout 1,2 title 'CIFAR-10 subset: $(sed 's/options: //' "$out/command.txt" 2>/dev/null | tr -d "'")'
 set xlabel 'epoch'
+set xtics 1
 set ylabel 'test accuracy'
 set key bottom right
 set grid
