@@ -236,6 +236,27 @@ class conv2d final : public layer<T> {
           // output columns j with 0 <= j st - pad + v < W
           const index jlo = valid_begin(Wo, v, st, pad);
           const index jhi = valid_end(W, Wo, v, jlo, st, pad);
+          if (st == 1 && Wo == W) {
+            // "Same" width, stride 1: entry q = i W + j reads flat input index q + d, so copy
+            // the in-range flat span at once, zero the rest, then zero the columns that wrapped
+            // around from a neighbouring row (j < jlo or j >= jhi).
+            const index d = (u - pad) * W + (v - pad), HWi = H * W;
+            const index qlo = std::min(P, std::max<index>(0, -d));
+            const index qhi = std::max(qlo, std::min(P, HWi - d));
+            for (index s = 0; s < nc; ++s) {
+              const T* img = xd + (s0 + s) * ld + c * HWi;
+              T* out = col + s * P;
+              for (index q = 0; q < qlo; ++q) out[q] = T(0);
+              std::memcpy(out + qlo, img + qlo + d, sizeof(T) * std::size_t(qhi - qlo));
+              for (index q = qhi; q < P; ++q) out[q] = T(0);
+              for (index i = 0; i < Ho; ++i) {
+                T* dst = out + i * Wo;
+                for (index j = 0; j < jlo; ++j) dst[j] = T(0);
+                for (index j = jhi; j < Wo; ++j) dst[j] = T(0);
+              }
+            }
+            continue;
+          }
           for (index s = 0; s < nc; ++s) {
             const T* img = xd + (s0 + s) * ld + c * H * W;
             T* out = col + s * P;
