@@ -3,6 +3,7 @@
 #define SHATTER_NETWORK_BUILDERS_HPP
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "shatter/activation/crelu.hpp"
@@ -49,42 +50,40 @@ dense<T> make_dense(index in, index out, const mlp_spec& s, rng& g) {
 }
 }  // namespace detail
 
+namespace detail {
+/// [dense -> (batch_norm) -> act] x depth -> dense, He init (hidden N(0, 2/fan_in), output
+/// N(0, 1/fan_in)); Act is relu or crelu (each later layer then takes 2 width inputs).
+template <class T, class Act>
+sequential<T> plain_mlp(const mlp_spec& s, rng& g, const char* who) {
+  check_spec(s, who);
+  constexpr index widen = std::is_same_v<Act, crelu<T>> ? 2 : 1;
+  sequential<T> net;
+  index prev = s.in;
+  for (index l = 0; l < s.depth; ++l) {
+    auto& d = net.add(make_dense<T>(prev, s.width, s, g));
+    init::he_normal(d.weight(), g);
+    if (s.batch_norm) net.add(batch_norm<T>(s.width));
+    net.add(Act());
+    prev = widen * s.width;
+  }
+  auto& o = net.add(make_dense<T>(prev, s.out, s, g));
+  init::he_normal(o.weight(), g, 0, 1.0);
+  return net;
+}
+}  // namespace detail
+
 /// Plain feedforward ReLU net with He init: [dense -> (batch_norm) -> relu] x depth -> dense.
 /// Hidden weights N(0, 2/fan_in), output weights N(0, 1/fan_in).
 template <class T>
 sequential<T> plain_relu_mlp(const mlp_spec& s, rng& g) {
-  detail::check_spec(s, "plain_relu_mlp");
-  sequential<T> net;
-  index prev = s.in;
-  for (index l = 0; l < s.depth; ++l) {
-    auto& d = net.add(detail::make_dense<T>(prev, s.width, s, g));
-    init::he_normal(d.weight(), g);
-    if (s.batch_norm) net.add(batch_norm<T>(s.width));
-    net.add(relu<T>());
-    prev = s.width;
-  }
-  auto& o = net.add(detail::make_dense<T>(prev, s.out, s, g));
-  init::he_normal(o.weight(), g, 0, 1.0);
-  return net;
+  return detail::plain_mlp<T, relu<T>>(s, g, "plain_relu_mlp");
 }
 
 /// Plain feedforward CReLU net with He init (no mirroring):
 /// [dense -> (batch_norm) -> crelu] x depth -> dense; layers after the first take 2 width inputs.
 template <class T>
 sequential<T> plain_crelu_mlp(const mlp_spec& s, rng& g) {
-  detail::check_spec(s, "plain_crelu_mlp");
-  sequential<T> net;
-  index prev = s.in;
-  for (index l = 0; l < s.depth; ++l) {
-    auto& d = net.add(detail::make_dense<T>(prev, s.width, s, g));
-    init::he_normal(d.weight(), g);
-    if (s.batch_norm) net.add(batch_norm<T>(s.width));
-    net.add(crelu<T>());
-    prev = 2 * s.width;
-  }
-  auto& o = net.add(detail::make_dense<T>(prev, s.out, s, g));
-  init::he_normal(o.weight(), g, 0, 1.0);
-  return net;
+  return detail::plain_mlp<T, crelu<T>>(s, g, "plain_crelu_mlp");
 }
 
 /// Applies the looks-linear initialisation to every dense layer of `net`: the first dense layer
