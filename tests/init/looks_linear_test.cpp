@@ -17,8 +17,8 @@ TEST_CASE("orthogonal init for any shape, with a gain") {
   for (auto [r, c] : {std::pair<int, int>{5, 5}, {3, 7}, {7, 3}, {1, 4}, {4, 1}}) {
     matrix<double> w(r, c);
     init::orthogonal(w, g, 2.0);
-    const matrix<double> gram = r <= c ? matrix<double>(w * w.transpose())
-                                       : matrix<double>(w.transpose() * w);
+    const matrix<double> gram =
+        r <= c ? matrix<double>(w * w.transpose()) : matrix<double>(w.transpose() * w);
     const auto n = gram.rows();
     CHECK((gram - 4.0 * matrix<double>::Identity(n, n)).cwiseAbs().maxCoeff() < 1e-12);
   }
@@ -71,7 +71,8 @@ TEST_CASE("looks-linear init refuses inputs that are not a matching CReLU output
   s.width = 4;
   s.depth = 3;
   auto net = plain_relu_mlp<double>(s, g);
-  CHECK_THROWS_WITH(apply_looks_linear(net, g), Catch::Contains("layer 2") && Catch::Contains("relu"));
+  CHECK_THROWS_WITH(apply_looks_linear(net, g),
+                    Catch::Contains("layer 2") && Catch::Contains("relu"));
 }
 
 namespace {

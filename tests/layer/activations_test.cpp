@@ -88,5 +88,6 @@ TEST_CASE("activations reject a batch of the wrong size once connected") {
   matrix<double> x(3, 2);
   x.setZero();
   CHECK_THROWS_AS(r.forward(x, mode::train), shape_error);
-  CHECK_THROWS_WITH(r.forward(x, mode::train), Catch::Contains("relu(4)") && Catch::Contains("3 x 2"));
+  CHECK_THROWS_WITH(r.forward(x, mode::train),
+                    Catch::Contains("relu(4)") && Catch::Contains("3 x 2"));
 }

@@ -16,9 +16,9 @@ TEST_CASE("sequential composes layers and checks sizes when adding") {
   CHECK(net.out_size() == 5);
   net.add(crelu<double>());
   CHECK(net.out_size() == 10);
-  CHECK_THROWS_WITH(net.add(dense<double>(5, 2)),
-                    Catch::Contains("layer 3") && Catch::Contains("dense(5 -> 2, bias)") &&
-                        Catch::Contains("10"));
+  CHECK_THROWS_WITH(net.add(dense<double>(5, 2)), Catch::Contains("layer 3") &&
+                                                      Catch::Contains("dense(5 -> 2, bias)") &&
+                                                      Catch::Contains("10"));
   net.add(dense<double>(10, 2));
   CHECK(net.size() == 4);
   const auto ps = net.parameters();

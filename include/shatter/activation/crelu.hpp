@@ -48,8 +48,8 @@ class crelu final : public layer<T> {
   const matrix<T>& backward(const matrix<T>& dy) override {
     this->check_output_grad(dy);
     this->dx_.resize(n_, dy.cols());
-    this->dx_.array() = (this->x_->array() >= T(0))
-                            .select(dy.topRows(n_).array(), -dy.bottomRows(n_).array());
+    this->dx_.array() =
+        (this->x_->array() >= T(0)).select(dy.topRows(n_).array(), -dy.bottomRows(n_).array());
     return this->dx_;
   }
 

@@ -23,15 +23,16 @@ class prelu final : public elementwise<T> {
   }
   std::string kind() const override { return "prelu"; }
   std::string describe() const override {
-    return detail::cat("prelu(", this->n_, ", ", a_.rows(), a_.rows() == 1 ? " slope)" : " slopes)");
+    return detail::cat("prelu(", this->n_, ", ", a_.rows(),
+                       a_.rows() == 1 ? " slope)" : " slopes)");
   }
   const matrix<T>& forward(const matrix<T>& x, mode) override {
     this->begin_forward(x);
     if (a_.rows() == 1) {
       this->y_.array() = (x.array() > T(0)).select(x.array(), a_(0, 0) * x.array());
     } else {
-      this->y_.array() = (x.array() > T(0))
-                             .select(x.array(), x.array().colwise() * a_.col(0).array());
+      this->y_.array() =
+          (x.array() > T(0)).select(x.array(), x.array().colwise() * a_.col(0).array());
     }
     return this->y_;
   }
@@ -44,8 +45,8 @@ class prelu final : public elementwise<T> {
       this->dx_.array() = (x.array() > T(0)).select(dy.array(), a_(0, 0) * dy.array());
     } else {
       da_.col(0) = neg.rowwise().sum().matrix();
-      this->dx_.array() = (x.array() > T(0))
-                              .select(dy.array(), dy.array().colwise() * a_.col(0).array());
+      this->dx_.array() =
+          (x.array() > T(0)).select(dy.array(), dy.array().colwise() * a_.col(0).array());
     }
     return this->dx_;
   }

@@ -17,7 +17,9 @@ inline void set_threads(int n) {
 }
 
 /// The number of threads Eigen's matrix products use.
-inline int threads() { return Eigen::nbThreads(); }
+inline int threads() {
+  return Eigen::nbThreads();
+}
 
 }  // namespace shatter
 

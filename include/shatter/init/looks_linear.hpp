@@ -47,8 +47,10 @@ template <class T>
 void looks_linear(dense<T>& layer, const shatter::layer<T>& producer, rng& g,
                   ll_base base = ll_base::orthogonal, const std::string& where = "looks_linear") {
   require<shape_error>(dynamic_cast<const crelu<T>*>(&producer) != nullptr, where, " ",
-                       layer.describe(), ": looks-linear init needs a CReLU output as input, but "
-                       "the layer is fed by ", producer.describe());
+                       layer.describe(),
+                       ": looks-linear init needs a CReLU output as input, but "
+                       "the layer is fed by ",
+                       producer.describe());
   require<shape_error>(producer.out_size() == layer.in_size(), where, " ", layer.describe(),
                        ": looks-linear init needs the CReLU output width (", producer.out_size(),
                        ") to equal the layer's input size (", layer.in_size(), ")");

@@ -17,8 +17,8 @@ namespace shatter::init {
 /// double precision. Any non-empty shape.
 template <class T>
 void orthogonal(matrix<T>& w, rng& g, double gain = 1.0) {
-  require<shape_error>(w.size() > 0, "orthogonal: empty weight matrix (", w.rows(), " x ",
-                       w.cols(), ")");
+  require<shape_error>(w.size() > 0, "orthogonal: empty weight matrix (", w.rows(), " x ", w.cols(),
+                       ")");
   const index big = std::max(w.rows(), w.cols()), small = std::min(w.rows(), w.cols());
   Eigen::MatrixXd a(big, small);
   for (index j = 0; j < small; ++j)

@@ -98,7 +98,8 @@ class batch_norm final : public layer<T> {
     const index n = dy.cols();
     const T count = T(n * s_);
     this->dx_.resize(dy.rows(), n);
-    const bool through = last_mode_ == mode::train && grad_mode_ == bn_gradient::through_batch_stats;
+    const bool through =
+        last_mode_ == mode::train && grad_mode_ == bn_gradient::through_batch_stats;
     for (index c = 0; c < c_; ++c) {
       auto rows = Eigen::seqN(c * s_, s_);
       const auto g = dy(rows, Eigen::all).array();

@@ -90,7 +90,8 @@ sequential<T> plain_crelu_mlp(const mlp_spec& s, rng& g) {
 /// (fed by the raw input) gets an ordinary W0 of the chosen base, every later one must be fed by a
 /// CReLU of matching width and gets [W0, -W0]; otherwise shape_error names the layer and sizes.
 template <class T>
-void apply_looks_linear(sequential<T>& net, rng& g, init::ll_base base = init::ll_base::orthogonal) {
+void apply_looks_linear(sequential<T>& net, rng& g,
+                        init::ll_base base = init::ll_base::orthogonal) {
   bool first = true;
   for (std::size_t i = 0; i < net.size(); ++i) {
     auto* d = dynamic_cast<dense<T>*>(&net[i]);
@@ -147,7 +148,7 @@ enum class architecture { fnn_relu, fnn_relu_bn, resnet, resnet_bn, crelu, crelu
 
 /// Every architecture name, in a fixed order.
 inline const std::vector<std::string>& architecture_names() {
-  static const std::vector<std::string> names{"fnn_relu", "fnn_relu_bn", "resnet",
+  static const std::vector<std::string> names{"fnn_relu",  "fnn_relu_bn", "resnet",
                                               "resnet_bn", "crelu",       "crelu_ll"};
   return names;
 }
@@ -173,12 +174,20 @@ template <class T>
 sequential<T> build(architecture a, mlp_spec s, rng& g) {
   s.batch_norm = false;
   switch (a) {
-    case architecture::fnn_relu: return plain_relu_mlp<T>(s, g);
-    case architecture::fnn_relu_bn: s.batch_norm = true; return plain_relu_mlp<T>(s, g);
-    case architecture::resnet: return resnet_mlp<T>(s, g);
-    case architecture::resnet_bn: s.batch_norm = true; return resnet_mlp<T>(s, g);
-    case architecture::crelu: return plain_crelu_mlp<T>(s, g);
-    case architecture::crelu_ll: return looks_linear_mlp<T>(s, g);
+    case architecture::fnn_relu:
+      return plain_relu_mlp<T>(s, g);
+    case architecture::fnn_relu_bn:
+      s.batch_norm = true;
+      return plain_relu_mlp<T>(s, g);
+    case architecture::resnet:
+      return resnet_mlp<T>(s, g);
+    case architecture::resnet_bn:
+      s.batch_norm = true;
+      return resnet_mlp<T>(s, g);
+    case architecture::crelu:
+      return plain_crelu_mlp<T>(s, g);
+    case architecture::crelu_ll:
+      return looks_linear_mlp<T>(s, g);
   }
   throw config_error("build: invalid architecture value");
 }

@@ -132,13 +132,13 @@ class sequential : public layer<T> {
   bool empty() const { return layers_.empty(); }
   /// The i-th layer; throws for i out of range.
   layer<T>& operator[](std::size_t i) {
-    require<config_error>(i < layers_.size(), "sequential: layer index ", i,
-                          " out of range (size ", layers_.size(), ")");
+    require<config_error>(i < layers_.size(), "sequential: layer index ", i, " out of range (size ",
+                          layers_.size(), ")");
     return *layers_[i];
   }
   const layer<T>& operator[](std::size_t i) const {
-    require<config_error>(i < layers_.size(), "sequential: layer index ", i,
-                          " out of range (size ", layers_.size(), ")");
+    require<config_error>(i < layers_.size(), "sequential: layer index ", i, " out of range (size ",
+                          layers_.size(), ")");
     return *layers_[i];
   }
 

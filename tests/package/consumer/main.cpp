@@ -13,7 +13,8 @@ int main() {
   auto net = shatter::looks_linear_mlp<double>(spec, g);
   shatter::matrix<double> x = shatter::matrix<double>::Random(4, 3);
   const shatter::matrix<double> y = net.forward(x, shatter::mode::eval);
-  const shatter::matrix<double> y2 = net.forward(shatter::matrix<double>(2 * x), shatter::mode::eval);
+  const shatter::matrix<double> y2 =
+      net.forward(shatter::matrix<double>(2 * x), shatter::mode::eval);
   const double err = (y2 - 2 * y).norm();
   std::printf("shatter %s: linear at init, error %.3g\n", shatter::version, err);
   return err < 1e-9 ? 0 : 1;
