@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "../support/gradcheck.hpp"
+#include "shatter/core/threads.hpp"
 #include "shatter/layer/conv2d.hpp"
 
 using namespace shatter;
@@ -123,4 +124,31 @@ TEST_CASE("conv2d rejects bad configurations and batches, naming the layer") {
   matrix<float> x(31, 2);
   CHECK_THROWS_WITH(c.forward(x, mode::train),
                     Catch::Contains("conv2d(2 x 4 x 4") && Catch::Contains("31 x 2"));
+}
+
+TEST_CASE("conv2d gives the same bits on one and two threads") {
+  rng g(14);
+  const int before = threads();
+  for (const auto& cc :
+       {conv_case{{6, 9, 7}, 5, 3, 1, 1, true}, conv_case{{4, 8, 8}, 3, 3, 2, 1, true}}) {
+    conv2d<double> c(cc.in, cc.out, cc.k, cc.stride, cc.pad, cc.bias);
+    randomise(c, g);
+    const matrix<double> x = matrix<double>::Random(cc.in.size(), 9);
+    const matrix<double> dy = matrix<double>::Random(c.output_shape().size(), 9);
+    conv2d<double>::set_chunk_elements(3000);  // several chunks
+    matrix<double> y[2], dx[2], dw[2];
+    for (int t : {1, 2}) {
+      set_threads(t);
+      y[t - 1] = c.forward(x, mode::train);
+      dx[t - 1] = c.backward(dy);
+      dw[t - 1] = c.weight_grad();
+    }
+    set_threads(before);
+    conv2d<double>::set_chunk_elements(Eigen::Index(1) << 20);
+    INFO(c.describe());
+    CHECK((y[0] - naive_conv(c, x)).cwiseAbs().maxCoeff() < 1e-12);
+    CHECK(y[0] == y[1]);
+    CHECK(dx[0] == dx[1]);
+    CHECK(dw[0] == dw[1]);
+  }
 }

@@ -1,4 +1,4 @@
-// shatter: 2-D convolution over channel-major image columns (im2col + one GEMM per chunk).
+// shatter: 2-D convolution over channel-major image columns (one blocked product per chunk).
 #ifndef SHATTER_LAYER_CONV2D_HPP
 #define SHATTER_LAYER_CONV2D_HPP
 
@@ -6,34 +6,19 @@
 #include <cstring>
 #include <vector>
 
+#include "shatter/layer/gemm.hpp"
 #include "shatter/layer/image_shape.hpp"
 #include "shatter/layer/layer.hpp"
-
-#ifdef _OPENMP
-#include <omp.h>
-#define SHATTER_CONV_OMP_FOR _Pragma("omp parallel for schedule(static) num_threads(conv_threads)")
-#else
-#define SHATTER_CONV_OMP_FOR
-#endif
 
 namespace shatter {
 
 namespace detail {
-/// Scratch memory shared by every conv2d<T> of one thread: the im2col matrix and the
-/// transposed output of one chunk. Grows to the largest size needed and is then reused, so
-/// training allocates nothing per step after the first.
+/// Per-chunk weight-gradient partial sums of the calling thread's conv2d<T> layers: grows to the
+/// largest size needed and is then reused, so training allocates nothing per step after the first.
 template <class T>
-struct conv_workspace {
-  std::vector<T> cols, out;
-  static T* grow(std::vector<T>& v, std::size_t n) {
-    if (v.size() < n) v.resize(n);
-    return v.data();
-  }
-};
-template <class T>
-conv_workspace<T>& conv_scratch() {
-  static thread_local conv_workspace<T> w;
-  return w;
+std::vector<T>& conv_partials() {
+  static thread_local std::vector<T> v;
+  return v;
 }
 }  // namespace detail
 
@@ -47,10 +32,15 @@ conv_workspace<T>& conv_scratch() {
 /// count, and its left and right column halves belong to the first and second half of the input
 /// channels (the looks-linear mirror of a CReLU input). Weights start at zero.
 ///
-/// Implementation: the batch is processed in chunks of samples; each chunk is unfolded
-/// (im2col, transposed: positions x in k k) and multiplied by W^T in one Eigen GEMM, which uses
-/// Eigen's OpenMP threads (see set_threads). Backward recomputes the unfolding instead of
-/// storing it, so memory per layer is its output plus the shared per-thread scratch.
+/// Implementation: the batch is cut into chunks of samples, which run in parallel on the block
+/// pool (see set_threads). A "same" convolution (stride 1, odd k, p = (k - 1) / 2) copies its
+/// chunk once into a zero-padded layout (rows of W + p, p zero rows between images) in which every
+/// tap (u, v) is a fixed offset, so the product with W reads the unfolded (im2col) matrix straight
+/// from the image while packing it (gemm_mapped over an offset_matrix): no unfolded copy. Other
+/// convolutions unfold their chunk (im2col) and multiply. The backward pass recomputes the
+/// unfolding instead of storing it, sums the weight gradient of each chunk in chunk order (the
+/// same bits for any thread count), and for "same" convolutions computes dL/dx as the
+/// convolution of dL/dy with the mirrored taps.
 template <class T>
 class conv2d final : public layer<T> {
  public:
@@ -74,6 +64,7 @@ class conv2d final : public layer<T> {
       b_.setZero(out_channels, 1);
       db_.setZero(out_channels, 1);
     }
+    same_ = stride == 1 && kernel % 2 == 1 && 2 * padding == kernel - 1;
   }
 
   std::string kind() const override { return "conv2d"; }
@@ -93,9 +84,9 @@ class conv2d final : public layer<T> {
   /// Inputs feeding one output: in_channels k k (the weight's column count).
   index fan_in() const { return w_.cols(); }
 
-  /// Upper bound on the elements of the per-chunk scratch matrices (default 2^17, so that
-  /// one chunk's unfolding stays in a core's L2 cache between im2col and the product): the batch is
-  /// split into chunks of samples whose unfolded input stays below it (at least one sample).
+  /// Upper bound on the scalars of one chunk's working buffers (default 2^18, so that a chunk
+  /// stays in a core's L2 cache between copying and multiplying): the batch is split into chunks
+  /// of samples below it (at least one sample). Process-wide; set it before training.
   static void set_chunk_elements(index n) {
     require<config_error>(n >= 1, "conv2d::set_chunk_elements: need n >= 1, got ", n);
     chunk_elements() = n;
@@ -104,82 +95,46 @@ class conv2d final : public layer<T> {
   const matrix<T>& forward(const matrix<T>& x, mode) override {
     this->check_input(x);
     this->x_ = &x;
-    const index n = x.cols(), P = out_.spatial(), K = w_.cols(), O = w_.rows();
+    const index n = x.cols();
     this->y_.resize(out_.size(), n);
-    auto& ws = detail::conv_scratch<T>();
-    const index cs = chunk_samples(n);
-    T* cols = detail::conv_workspace<T>::grow(ws.cols, std::size_t(cs * P * K));
-    T* outp = detail::conv_workspace<T>::grow(ws.out, std::size_t(cs * P * O));
-    for (index s0 = 0; s0 < n; s0 += cs) {
-      const index nc = std::min(cs, n - s0), N = nc * P;
-      im2col(x.data(), x.rows(), s0, nc, fwd_geometry(), cols);
-      Eigen::Map<matrix<T>> c(cols, N, K), ot(outp, N, O);
-      ot.noalias() = c * w_.transpose();
-      for (index s = 0; s < nc; ++s)
-        for (index o = 0; o < O; ++o) {
-          auto dst = this->y_.col(s0 + s).segment(o * P, P);
-          if (has_bias_)
-            dst.array() = ot.col(o).segment(s * P, P).array() + b_(o, 0);
-          else
-            dst = ot.col(o).segment(s * P, P);
-        }
-    }
+    const plan pl = make_plan(n, false);
+    if (same_) tap_offsets(pl.L);
+    auto run = [&](index b) { forward_chunk(x, b, pl); };
+    detail::parallel_blocks<T>(pl.chunks, pl.scratch, run);
     return this->y_;
   }
 
   const matrix<T>& backward(const matrix<T>& dy) override {
     this->check_output_grad(dy);
-    const matrix<T>& x = *this->x_;
-    const index n = dy.cols(), P = out_.spatial(), K = w_.cols(), O = w_.rows();
-    const index C = in_.channels, HW = in_.spatial(), kk = k_ * k_;
-    dw_.setZero();
+    const index n = dy.cols(), P = out_.spatial(), K = w_.cols(), O = w_.rows(), kk = k_ * k_;
+    const index C = in_.channels;
     if (has_bias_)
       for (index o = 0; o < O; ++o) db_(o, 0) = dy.middleRows(o * P, P).sum();
     const bool want_dx = this->input_gradient_;
-    // Stride 1: dL/dx is itself a stride-1 convolution of dL/dy (padding k - 1 - p) with the
-    // flipped, transposed kernel, so unfold dy (O k k per input pixel) instead of folding a
-    // C k k unfolded gradient back (half the memory traffic when C = 2 O, no scatter-add).
-    const bool transposed = want_dx && stride_ == 1 && pad_ <= k_ - 1;
-    if (transposed) {
+    if (want_dx)
       this->dx_.resize(in_.size(), n);
-      wt_.resize(O * kk, C);
-      for (index o = 0; o < O; ++o)
-        for (index c = 0; c < C; ++c)
-          for (index u = 0; u < k_; ++u)
-            for (index v = 0; v < k_; ++v)
-              wt_(o * kk + (k_ - 1 - u) * k_ + (k_ - 1 - v), c) = w_(o, c * kk + u * k_ + v);
-    } else if (want_dx) {
-      this->dx_.setZero(in_.size(), n);
-    } else {
+    else
       this->dx_.resize(0, 0);
-    }
-    auto& ws = detail::conv_scratch<T>();
-    const index cs = chunk_samples(n);
-    T* cols = detail::conv_workspace<T>::grow(
-        ws.cols, std::size_t(cs * std::max(P * K, transposed ? HW * O * kk : index(0))));
-    T* outp = detail::conv_workspace<T>::grow(
-        ws.out, std::size_t(cs * std::max(P * O, transposed ? HW * C : index(0))));
-    for (index s0 = 0; s0 < n; s0 += cs) {
-      const index nc = std::min(cs, n - s0), N = nc * P;
-      Eigen::Map<matrix<T>> c(cols, N, K), gt(outp, N, O);
-      for (index s = 0; s < nc; ++s)
+    const plan pl = make_plan(n, true);
+    if (same_) {
+      tap_offsets(pl.L);
+      if (want_dx) {
+        wt_.resize(O * kk, C);
         for (index o = 0; o < O; ++o)
-          gt.col(o).segment(s * P, P) = dy.col(s0 + s).segment(o * P, P);
-      im2col(x.data(), x.rows(), s0, nc, fwd_geometry(), cols);
-      dw_.noalias() += gt.transpose() * c;
-      if (transposed) {
-        const index M = nc * HW;
-        im2col(dy.data(), dy.rows(), s0, nc, bwd_geometry(), cols);
-        Eigen::Map<matrix<T>> cb(cols, M, O * kk), dxt(outp, M, C);
-        dxt.noalias() = cb * wt_;
-        for (index s = 0; s < nc; ++s)
-          for (index ch = 0; ch < C; ++ch)
-            this->dx_.col(s0 + s).segment(ch * HW, HW) = dxt.col(ch).segment(s * HW, HW);
-      } else if (want_dx) {
-        c.noalias() = gt * w_;  // the unfolded input gradient, reusing the im2col buffer
-        col2im(cols, s0, nc, this->dx_);
+          for (index c = 0; c < C; ++c)
+            for (index t = 0; t < kk; ++t) wt_(o * kk + t, c) = w_(o, c * kk + t);
       }
     }
+    std::vector<T>& partials = detail::conv_partials<T>();
+    if (partials.size() < std::size_t(pl.chunks * K * O))
+      partials.resize(std::size_t(pl.chunks * K * O));
+    auto run = [&](index b) { backward_chunk(dy, b, pl, partials.data() + b * K * O); };
+    detail::parallel_blocks<T>(pl.chunks, pl.scratch, run);
+    // dW = sum over chunks of the K x O partial products, transposed, in chunk order.
+    Eigen::Map<const matrix<T>> first(partials.data(), K, O);
+    dw_ = first.transpose();
+    for (index b = 1; b < pl.chunks; ++b)
+      dw_ += Eigen::Map<const matrix<T>>(partials.data() + b * K * O, K, O).transpose();
     return this->dx_;
   }
 
@@ -204,60 +159,221 @@ class conv2d final : public layer<T> {
 
  private:
   static index& chunk_elements() {
-    static index n = index(1) << 17;
+    static index n = index(1) << 18;
     return n;
   }
-  index chunk_samples(index n) const {
-    const index per = std::max(out_.spatial() * std::max(w_.cols(), w_.rows()),
-                               in_.spatial() * std::max(w_.rows() * k_ * k_, in_.channels));
-    return std::max<index>(1, std::min<index>(n, chunk_elements() / per));
+
+  /// Scalars, rounded up to whole 64-byte lines (keeps every sub-buffer aligned).
+  static index lines(index n) {
+    constexpr index a = 64 / index(sizeof(T));
+    return (n + a - 1) / a * a;
   }
 
-  /// Geometry of one unfolding: input and output images, kernel, stride, padding.
-  struct geometry {
-    image_shape in, out;
-    index k, stride, pad;
-  };
-  geometry fwd_geometry() const { return {in_, out_, k_, stride_, pad_}; }
-  /// dL/dx as a convolution of dL/dy (stride 1 only): padding k - 1 - p gives the input size.
-  geometry bwd_geometry() const { return {out_, in_, k_, 1, k_ - 1 - pad_}; }
+  // Geometry of the zero-padded layout of "same" convolutions (in and out have the same H x W):
+  // rows of Wp = W + p scalars (the image row, then p zeros, which are also the left padding of
+  // the next row), S = (H + p) Wp scalars per image (p zero rows after it, which are also the top
+  // padding of the next image), and `front` = p Wp + p zeros before the first image. Pixel
+  // (s, r, j) of a chunk sits at front + s S + r Wp + j; a chunk of nc images takes
+  // L(nc) = front + nc S + p scalars per channel, and its outputs are the M(nc) = nc S - p Wp
+  // rows from `front` on (pixel rows plus the zero columns and rows between them).
+  index row_pitch() const { return in_.width + pad_; }
+  index image_pitch() const { return (in_.height + pad_) * row_pitch(); }
+  index front() const { return pad_ * row_pitch() + pad_; }
+  index padded_length(index nc) const { return front() + nc * image_pitch() + pad_; }
+  index padded_rows(index nc) const { return nc * image_pitch() - pad_ * row_pitch(); }
 
-  /// Unfolds samples [s0, s0 + nc) of the images at xd (leading dimension ld, geometry g) into
-  /// cols (N x C k k column-major, N = nc Ho Wo): entry (s Ho Wo + i Wo + j, c k k + u k + v) =
+  /// How one pass cuts the batch: samples per chunk, chunks, the padded channel length for a
+  /// full chunk ("same" only) and the scratch each participant needs.
+  struct plan {
+    index n, cs, chunks, L;
+    std::size_t scratch;
+  };
+  plan make_plan(index n, bool backward) const {
+    const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
+    const index per = same_ ? (2 * C + O) * image_pitch() : out_.spatial() * (K + O);
+    plan pl;
+    pl.n = n;
+    pl.cs = std::max<index>(1, std::min<index>(n, chunk_elements() / per));
+    pl.chunks = (n + pl.cs - 1) / pl.cs;
+    pl.L = same_ ? padded_length(pl.cs) : 0;
+    std::size_t gemm = 0;
+    for (index nc : {pl.cs, n - (pl.chunks - 1) * pl.cs}) {
+      if (same_) {
+        const index M = padded_rows(nc);
+        gemm = std::max(gemm, backward ? std::max(detail::gemm_scratch_size<T>(K, O, M),
+                                                  detail::gemm_scratch_size<T>(M, C, O * kk))
+                                       : detail::gemm_scratch_size<T>(M, O, K));
+      } else {
+        const index N = nc * out_.spatial();
+        gemm = std::max(gemm, backward ? std::max(detail::gemm_scratch_size<T>(K, O, N),
+                                                  detail::gemm_scratch_size<T>(N, K, O))
+                                       : detail::gemm_scratch_size<T>(N, O, K));
+      }
+    }
+    index own;
+    if (same_) {
+      const index M = padded_rows(pl.cs);
+      own = backward ? lines(C * pl.L) + lines(O * pl.L) + lines(M * C)
+                     : lines(C * pl.L) + lines(M * O);
+    } else {
+      const index N = pl.cs * out_.spatial();
+      own = lines(N * K) + lines(N * O);
+    }
+    pl.scratch = std::size_t(own) + gemm;
+    return pl;
+  }
+
+  /// Offsets of the taps in the padded layout with channel length L: koff_[c k k + u k + v] =
+  /// c L + (u - p) Wp + (v - p) (input channel c, tap (u, v)), and the mirrored ones for dL/dx,
+  /// koff_t_[o k k + u k + v] = o L - (u - p) Wp - (v - p).
+  void tap_offsets(index L) {
+    const index C = in_.channels, O = w_.rows(), kk = k_ * k_, Wp = row_pitch();
+    koff_.resize(std::size_t(C * kk));
+    koff_t_.resize(std::size_t(O * kk));
+    for (index u = 0; u < k_; ++u)
+      for (index v = 0; v < k_; ++v) {
+        const index d = (u - pad_) * Wp + (v - pad_), t = u * k_ + v;
+        for (index c = 0; c < C; ++c) koff_[std::size_t(c * kk + t)] = c * L + d;
+        for (index o = 0; o < O; ++o) koff_t_[std::size_t(o * kk + t)] = o * L - d;
+      }
+  }
+
+  /// Copies `channels` channels of samples [s0, s0 + nc) of the H x W images at src (leading
+  /// dimension ld) into the zero-padded layout at dst (channel length L).
+  void pad_images(const T* src, index ld, index s0, index nc, index channels, T* dst,
+                  index L) const {
+    const index H = in_.height, W = in_.width, HW = H * W, Wp = row_pitch(), S = image_pitch();
+    const index f = front();
+    for (index c = 0; c < channels; ++c) {
+      T* d = dst + c * L;
+      std::fill(d, d + f, T(0));
+      for (index s = 0; s < nc; ++s) {
+        const T* img = src + (s0 + s) * ld + c * HW;
+        T* ds = d + f + s * S;
+        for (index r = 0; r < H; ++r) {
+          std::memcpy(ds + r * Wp, img + r * W, sizeof(T) * std::size_t(W));
+          std::fill(ds + r * Wp + W, ds + (r + 1) * Wp, T(0));
+        }
+        std::fill(ds + H * Wp, ds + S, T(0));
+      }
+      std::fill(d + f + nc * S, d + f + nc * S + pad_, T(0));
+    }
+  }
+
+  /// Writes `channels` columns of src (leading dimension lds; pixel (s, r, j) at row
+  /// s S + r Wp + j) into samples [s0, s0 + nc) of the H x W images at dst (leading dimension
+  /// ld), adding bias[c] when bias is not null.
+  static void unpad_images(const T* src, index lds, index S, index Wp, index s0, index nc,
+                           index channels, index H, index W, T* dst, index ld, const T* bias) {
+    const index HW = H * W;
+    for (index s = 0; s < nc; ++s)
+      for (index c = 0; c < channels; ++c) {
+        const T* sc = src + c * lds + s * S;
+        T* dc = dst + (s0 + s) * ld + c * HW;
+        if (Wp == W && !bias) {
+          std::memcpy(dc, sc, sizeof(T) * std::size_t(HW));
+          continue;
+        }
+        const T b = bias ? bias[c] : T(0);
+        for (index r = 0; r < H; ++r)
+          for (index j = 0; j < W; ++j) dc[r * W + j] = sc[r * Wp + j] + b;
+      }
+  }
+
+  void forward_chunk(const matrix<T>& x, index b, const plan& pl) {
+    const index C = in_.channels, O = w_.rows(), K = w_.cols();
+    const index s0 = b * pl.cs, nc = std::min(pl.cs, pl.n - s0);
+    T* ws = static_cast<T*>(detail::thread_scratch().p);
+    using rhs_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::RowMajor>;  // W^T
+    const T* bias = has_bias_ ? b_.data() : nullptr;
+    if (same_) {
+      const index M = padded_rows(nc), Mf = padded_rows(pl.cs);
+      T* xp = ws;
+      T* out = xp + lines(C * pl.L);
+      T* gbuf = out + lines(Mf * O);
+      pad_images(x.data(), x.rows(), s0, nc, C, xp, pl.L);
+      std::fill(out, out + M * O, T(0));
+      detail::gemm_mapped<Eigen::ColMajor, Eigen::RowMajor>(
+          M, O, K, detail::offset_matrix<T, Eigen::ColMajor>{xp + front(), koff_.data()},
+          rhs_t(w_.data(), O), out, M, T(1), gbuf);
+      unpad_images(out, M, image_pitch(), row_pitch(), s0, nc, O, out_.height, out_.width,
+                   this->y_.data(), this->y_.rows(), bias);
+    } else {
+      const index P = out_.spatial(), N = nc * P, Nf = pl.cs * P;
+      T* cols = ws;
+      T* out = cols + lines(Nf * K);
+      T* gbuf = out + lines(Nf * O);
+      im2col(x.data(), x.rows(), s0, nc, cols);
+      std::fill(out, out + N * O, T(0));
+      detail::gemm_accumulate<detail::operand::plain, detail::operand::transposed>(
+          N, O, K, cols, N, w_.data(), O, out, N, T(1), gbuf);
+      unpad_images(out, N, P, out_.width, s0, nc, O, out_.height, out_.width, this->y_.data(),
+                   this->y_.rows(), bias);
+    }
+  }
+
+  void backward_chunk(const matrix<T>& dy, index b, const plan& pl, T* partial) {
+    const matrix<T>& x = *this->x_;
+    const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
+    const index s0 = b * pl.cs, nc = std::min(pl.cs, pl.n - s0);
+    const bool want_dx = this->input_gradient_;
+    T* ws = static_cast<T*>(detail::thread_scratch().p);
+    using mat_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::ColMajor>;
+    std::fill(partial, partial + K * O, T(0));
+    if (same_) {
+      const index M = padded_rows(nc), Mf = padded_rows(pl.cs), L = pl.L, f = front();
+      T* xp = ws;
+      T* dyp = xp + lines(C * L);
+      T* dxo = dyp + lines(O * L);
+      T* gbuf = dxo + lines(Mf * C);
+      pad_images(x.data(), x.rows(), s0, nc, C, xp, L);
+      pad_images(dy.data(), dy.rows(), s0, nc, O, dyp, L);
+      // dW^T (K x O) = unfold(x)^T dy over the chunk's rows (dy is zero between pixels).
+      detail::gemm_mapped<Eigen::RowMajor, Eigen::ColMajor>(
+          K, O, M, detail::offset_matrix<T, Eigen::RowMajor>{xp + f, koff_.data()},
+          mat_t(dyp + f, L), partial, K, T(1), gbuf);
+      if (want_dx) {
+        std::fill(dxo, dxo + M * C, T(0));
+        detail::gemm_mapped<Eigen::ColMajor, Eigen::ColMajor>(
+            M, C, O * kk, detail::offset_matrix<T, Eigen::ColMajor>{dyp + f, koff_t_.data()},
+            mat_t(wt_.data(), O * kk), dxo, M, T(1), gbuf);
+        unpad_images(dxo, M, image_pitch(), row_pitch(), s0, nc, C, in_.height, in_.width,
+                     this->dx_.data(), this->dx_.rows(), nullptr);
+      }
+    } else {
+      const index P = out_.spatial(), N = nc * P, Nf = pl.cs * P;
+      T* cols = ws;
+      T* gt = cols + lines(Nf * K);
+      T* gbuf = gt + lines(Nf * O);
+      for (index s = 0; s < nc; ++s)
+        for (index o = 0; o < O; ++o)
+          std::memcpy(gt + o * N + s * P, dy.data() + (s0 + s) * dy.rows() + o * P,
+                      sizeof(T) * std::size_t(P));
+      im2col(x.data(), x.rows(), s0, nc, cols);
+      detail::gemm_accumulate<detail::operand::transposed, detail::operand::plain>(
+          K, O, N, cols, N, gt, N, partial, K, T(1), gbuf);
+      if (want_dx) {
+        std::fill(cols, cols + N * K, T(0));  // the unfolded input gradient, in the im2col buffer
+        detail::gemm_accumulate<detail::operand::plain, detail::operand::plain>(
+            N, K, O, gt, N, w_.data(), O, cols, N, T(1), gbuf);
+        col2im(cols, s0, nc, this->dx_);
+      }
+    }
+  }
+
+  /// Unfolds samples [s0, s0 + nc) of the images at xd (leading dimension ld) into cols
+  /// (N x C k k column-major, N = nc Ho Wo): entry (s Ho Wo + i Wo + j, c k k + u k + v) =
   /// x(c, i stride - pad + u, j stride - pad + v), or 0 outside the image.
-  static void im2col(const T* xd, index ld, index s0, index nc, const geometry& g, T* cols) {
-    const index H = g.in.height, W = g.in.width, Ho = g.out.height, Wo = g.out.width;
-    const index P = Ho * Wo, N = nc * P, C = g.in.channels, k = g.k, st = g.stride, pad = g.pad;
-    [[maybe_unused]] const int conv_threads = parallel_threads(N * C * k * k);
-    SHATTER_CONV_OMP_FOR
-    for (index c = 0; c < C; ++c) {
+  void im2col(const T* xd, index ld, index s0, index nc, T* cols) const {
+    const index H = in_.height, W = in_.width, Ho = out_.height, Wo = out_.width;
+    const index P = Ho * Wo, N = nc * P, C = in_.channels, k = k_, st = stride_, pad = pad_;
+    for (index c = 0; c < C; ++c)
       for (index u = 0; u < k; ++u)
         for (index v = 0; v < k; ++v) {
           T* col = cols + ((c * k + u) * k + v) * N;
           // output columns j with 0 <= j st - pad + v < W
           const index jlo = valid_begin(Wo, v, st, pad);
           const index jhi = valid_end(W, Wo, v, jlo, st, pad);
-          if (st == 1 && Wo == W) {
-            // "Same" width, stride 1: entry q = i W + j reads flat input index q + d, so copy
-            // the in-range flat span at once, zero the rest, then zero the columns that wrapped
-            // around from a neighbouring row (j < jlo or j >= jhi).
-            const index d = (u - pad) * W + (v - pad), HWi = H * W;
-            const index qlo = std::min(P, std::max<index>(0, -d));
-            const index qhi = std::max(qlo, std::min(P, HWi - d));
-            for (index s = 0; s < nc; ++s) {
-              const T* img = xd + (s0 + s) * ld + c * HWi;
-              T* out = col + s * P;
-              for (index q = 0; q < qlo; ++q) out[q] = T(0);
-              std::memcpy(out + qlo, img + qlo + d, sizeof(T) * std::size_t(qhi - qlo));
-              for (index q = qhi; q < P; ++q) out[q] = T(0);
-              for (index i = 0; i < Ho; ++i) {
-                T* dst = out + i * Wo;
-                for (index j = 0; j < jlo; ++j) dst[j] = T(0);
-                for (index j = jhi; j < Wo; ++j) dst[j] = T(0);
-              }
-            }
-            continue;
-          }
           for (index s = 0; s < nc; ++s) {
             const T* img = xd + (s0 + s) * ld + c * H * W;
             T* out = col + s * P;
@@ -270,27 +386,21 @@ class conv2d final : public layer<T> {
               }
               const T* row = img + iy * W;
               std::fill(dst, dst + jlo, T(0));
-              if (st == 1) {
-                if (jhi > jlo) std::memcpy(dst + jlo, row + jlo - pad + v, sizeof(T) * (jhi - jlo));
-              } else {
-                for (index j = jlo; j < jhi; ++j) dst[j] = row[j * st - pad + v];
-              }
+              for (index j = jlo; j < jhi; ++j) dst[j] = row[j * st - pad + v];
               std::fill(dst + jhi, dst + Wo, T(0));
             }
           }
         }
-    }
   }
 
-  /// Adds the folded (transposed im2col) of cols into samples [s0, s0 + nc) of dx.
+  /// Writes the folded (transposed im2col) cols into samples [s0, s0 + nc) of dx.
   void col2im(const T* cols, index s0, index nc, matrix<T>& dx) const {
     const index H = in_.height, W = in_.width, Ho = out_.height, Wo = out_.width;
     const index P = Ho * Wo, N = nc * P, C = in_.channels, k = k_, st = stride_, pad = pad_;
-    T* xd = dx.data();
     const index ld = dx.rows();
-    [[maybe_unused]] const int conv_threads = parallel_threads(N * w_.cols());
-    SHATTER_CONV_OMP_FOR
-    for (index c = 0; c < C; ++c) {
+    T* xd = dx.data();
+    for (index s = 0; s < nc; ++s) std::fill(xd + (s0 + s) * ld, xd + (s0 + s + 1) * ld, T(0));
+    for (index c = 0; c < C; ++c)
       for (index u = 0; u < k; ++u)
         for (index v = 0; v < k; ++v) {
           const T* col = cols + ((c * k + u) * k + v) * N;
@@ -304,16 +414,10 @@ class conv2d final : public layer<T> {
               if (iy < 0 || iy >= H) continue;
               const T* src = in + i * Wo;
               T* row = img + iy * W;
-              if (st == 1) {
-                T* r = row - pad + v;
-                for (index j = jlo; j < jhi; ++j) r[j] += src[j];
-              } else {
-                for (index j = jlo; j < jhi; ++j) row[j * st - pad + v] += src[j];
-              }
+              for (index j = jlo; j < jhi; ++j) row[j * st - pad + v] += src[j];
             }
           }
         }
-    }
   }
 
   /// First output column j whose input column j st - pad + v is >= 0.
@@ -327,24 +431,15 @@ class conv2d final : public layer<T> {
     return num < 0 ? lo : std::max(lo, std::min(Wo, num / st + 1));
   }
 
-  static int parallel_threads(index work) {
-#ifdef _OPENMP
-    return work >= (index(1) << 18) ? Eigen::nbThreads() : 1;
-#else
-    (void)work;
-    return 1;
-#endif
-  }
-
   image_shape in_, out_;
   index k_, stride_, pad_;
   bool has_bias_;
+  bool same_ = false;  ///< stride 1, odd k, p = (k - 1) / 2: the padded-layout path
   matrix<T> w_, dw_, b_, db_;
-  matrix<T> wt_;  ///< flipped, transposed kernel for the stride-1 input gradient
+  matrix<T> wt_;                      ///< W rearranged (o k k + t, c) for dL/dx of "same" convs
+  std::vector<index> koff_, koff_t_;  ///< tap offsets in the padded layout (see tap_offsets)
 };
 
 }  // namespace shatter
-
-#undef SHATTER_CONV_OMP_FOR
 
 #endif  // SHATTER_LAYER_CONV2D_HPP

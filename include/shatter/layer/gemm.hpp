@@ -3,6 +3,7 @@
 #define SHATTER_LAYER_GEMM_HPP
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstddef>
 
 #include "shatter/core/types.hpp"
@@ -41,15 +42,16 @@ T* gemm_scratch(std::size_t n) {
 template <class T>
 class gemm_blocking final : public Eigen::internal::level3_blocking<T, T> {
  public:
-  /// Block sizes for an m x n x k product; packing buffers only when `bind` is set.
-  gemm_blocking(index m, index n, index k, bool bind = true) {
+  /// Block sizes for an m x n x k product; packing buffers only when `bind` is set: in `buffer`
+  /// (at least scratch_size() scalars, 64-byte aligned) or else in the thread's gemm_scratch.
+  gemm_blocking(index m, index n, index k, bool bind = true, T* buffer = nullptr) {
     this->m_mc = m;
     this->m_nc = n;
     this->m_kc = k;
     Eigen::internal::computeProductBlockingSizes<T, T, 1, index>(this->m_kc, this->m_mc, this->m_nc,
                                                                  1);
     if (bind) {
-      T* buf = gemm_scratch<T>(scratch_size());
+      T* buf = buffer ? buffer : gemm_scratch<T>(scratch_size());
       this->m_blockA = buf;
       this->m_blockB = buf + size_a();
     }
@@ -76,18 +78,81 @@ std::size_t gemm_scratch_size(index m, index n, index k) {
 /// C += alpha op(A) op(B) on one thread, C column-major m x n with leading dimension ldc; A and B
 /// given by pointer and leading dimension of their stored (column-major) matrices. Uses Eigen's
 /// packing and micro-kernels (or the BLAS when EIGEN_USE_BLAS is defined) and allocates nothing
-/// once the calling thread's scratch is large enough.
+/// once the calling thread's scratch is large enough (or packs into `buffer`, see gemm_mapped).
 template <operand OpA, operand OpB, class T>
 void gemm_accumulate(index m, index n, index k, const T* a, index lda, const T* b, index ldb, T* c,
-                     index ldc, T alpha) {
+                     index ldc, T alpha, T* buffer = nullptr) {
   if (m <= 0 || n <= 0 || k <= 0) return;
   constexpr int order_a = OpA == operand::plain ? Eigen::ColMajor : Eigen::RowMajor;
   constexpr int order_b = OpB == operand::plain ? Eigen::ColMajor : Eigen::RowMajor;
-  gemm_blocking<T> blocking(m, n, k);
+  gemm_blocking<T> blocking(m, n, k, true, buffer);
   Eigen::internal::general_matrix_matrix_product<index, T, order_a, false, T, order_b, false,
                                                  Eigen::ColMajor, 1>::run(m, n, k, a, lda, b, ldb,
                                                                           c, 1, ldc, alpha,
                                                                           blocking, nullptr);
+}
+
+/// A matrix that exists only as offsets into one array: element (i, k) is base[i + offset[k]]
+/// (`Order` = Eigen::ColMajor: one offset per column) or base[k + offset[i]] (Eigen::RowMajor: one
+/// offset per row). With offsets c L + (u - p) Wp + (v - p) over a zero-padded image it is the
+/// unfolded (im2col) matrix of a convolution, read straight from the image by the packing of
+/// gemm_mapped instead of being written out first. Provides what Eigen's packing routines read.
+template <class T, int Order>
+struct offset_matrix {
+  struct LinearMapper {};  ///< required by Eigen's packing routines, unused
+  const T* base;
+  const index* offset;
+
+  const T* address(index i, index k) const {
+    return Order == Eigen::ColMajor ? base + i + offset[k] : base + k + offset[i];
+  }
+  T operator()(index i, index k) const { return *address(i, k); }
+  template <class Packet>
+  Packet loadPacket(index i, index k) const {
+    return Eigen::internal::ploadu<Packet>(address(i, k));
+  }
+  offset_matrix getSubMapper(index i, index k) const {
+    return Order == Eigen::ColMajor ? offset_matrix{base + i, offset + k}
+                                    : offset_matrix{base + k, offset + i};
+  }
+};
+
+/// C += alpha A B on one thread for an m x k operand A and a k x n operand B given as Eigen data
+/// mappers (an offset_matrix, or Eigen::internal::const_blas_data_mapper over stored matrices)
+/// whose storage orders are LhsOrder and RhsOrder; C column-major with leading dimension ldc.
+/// Eigen's sequential blocked product (packing + micro-kernel) on packing buffers in `buffer`
+/// (gemm_scratch_size(m, n, k) scalars, 64-byte aligned) or the thread's gemm_scratch. Always
+/// Eigen's own kernel, also when EIGEN_USE_BLAS is defined.
+template <int LhsOrder, int RhsOrder, class T, class Lhs, class Rhs>
+void gemm_mapped(index m, index n, index k, const Lhs& lhs, const Rhs& rhs, T* c, index ldc,
+                 T alpha, T* buffer = nullptr) {
+  namespace ei = Eigen::internal;
+  if (m <= 0 || n <= 0 || k <= 0) return;
+  using traits = ei::gebp_traits<T, T>;
+  using res_mapper = ei::blas_data_mapper<T, index, Eigen::ColMajor, Eigen::Unaligned, 1>;
+  ei::gemm_pack_lhs<T, index, Lhs, traits::mr, traits::LhsProgress,
+                    typename traits::LhsPacket4Packing, LhsOrder>
+      pack_lhs;
+  ei::gemm_pack_rhs<T, index, Rhs, traits::nr, RhsOrder> pack_rhs;
+  ei::gebp_kernel<T, T, index, res_mapper, traits::mr, traits::nr, false, false> gebp;
+  gemm_blocking<T> blocking(m, n, k, true, buffer);
+  const index kc = blocking.kc(), mc = std::min(m, blocking.mc()), nc = std::min(n, blocking.nc());
+  T* block_a = blocking.blockA();
+  T* block_b = blocking.blockB();
+  const res_mapper res(c, ldc);
+  const bool pack_rhs_once = mc != m && kc == k && nc == n;
+  for (index i2 = 0; i2 < m; i2 += mc) {
+    const index mcur = std::min(i2 + mc, m) - i2;
+    for (index k2 = 0; k2 < k; k2 += kc) {
+      const index kcur = std::min(k2 + kc, k) - k2;
+      pack_lhs(block_a, lhs.getSubMapper(i2, k2), kcur, mcur);
+      for (index j2 = 0; j2 < n; j2 += nc) {
+        const index ncur = std::min(j2 + nc, n) - j2;
+        if (!pack_rhs_once || i2 == 0) pack_rhs(block_b, rhs.getSubMapper(k2, j2), kcur, ncur);
+        gebp(res.getSubMapper(i2, j2), block_a, block_b, mcur, kcur, ncur, alpha);
+      }
+    }
+  }
 }
 
 /// Threads shatter's own loops use: Eigen::nbThreads() (see shatter::set_threads; 1 without
