@@ -43,9 +43,16 @@ struct conv_case {
   bool bias;
 };
 const conv_case cases[] = {
-    {{2, 5, 5}, 3, 3, 1, 1, true}, {{3, 6, 5}, 2, 3, 2, 1, false}, {{1, 4, 4}, 2, 1, 1, 0, true},
-    {{2, 7, 6}, 3, 3, 2, 0, true}, {{2, 3, 3}, 2, 5, 1, 2, false}, {{1, 1, 1}, 2, 3, 1, 1, true},
+    {{2, 5, 5}, 3, 3, 1, 1, true},
+    {{3, 6, 5}, 2, 3, 2, 1, false},
+    {{1, 4, 4}, 2, 1, 1, 0, true},
+    {{2, 7, 6}, 3, 3, 2, 0, true},
+    {{2, 3, 3}, 2, 5, 1, 2, false},
+    {{1, 1, 1}, 2, 3, 1, 1, true},
     {{2, 5, 4}, 1, 2, 3, 1, true},
+    // channel counts that are whole register tiles: the direct (offset_gemm) products
+    {{8, 6, 5}, 8, 3, 1, 1, true},
+    {{8, 7, 6}, 16, 5, 1, 2, false},
 };
 }  // namespace
 
@@ -130,7 +137,8 @@ TEST_CASE("conv2d gives the same bits on one and two threads") {
   rng g(14);
   const int before = threads();
   for (const auto& cc :
-       {conv_case{{6, 9, 7}, 5, 3, 1, 1, true}, conv_case{{4, 8, 8}, 3, 3, 2, 1, true}}) {
+       {conv_case{{6, 9, 7}, 5, 3, 1, 1, true}, conv_case{{8, 9, 7}, 16, 3, 1, 1, true},
+        conv_case{{4, 8, 8}, 3, 3, 2, 1, true}}) {
     conv2d<double> c(cc.in, cc.out, cc.k, cc.stride, cc.pad, cc.bias);
     randomise(c, g);
     const matrix<double> x = matrix<double>::Random(cc.in.size(), 9);
@@ -151,4 +159,22 @@ TEST_CASE("conv2d gives the same bits on one and two threads") {
     CHECK(dx[0] == dx[1]);
     CHECK(dw[0] == dw[1]);
   }
+}
+
+TEST_CASE("conv2d float with whole-tile channel counts agrees with double") {
+  rng g(15);
+  conv2d<double> cd({16, 9, 11}, 32, 3, 1, 1, true);
+  randomise(cd, g);
+  conv2d<float> cf({16, 9, 11}, 32, 3, 1, 1, true);
+  cf.weight() = cd.weight().cast<float>();
+  cf.bias() = cd.bias().cast<float>();
+  const matrix<double> x = matrix<double>::Random(16 * 99, 5);
+  const matrix<double> dy = matrix<double>::Random(32 * 99, 5);
+  const matrix<double> y = cd.forward(x, mode::train);
+  CHECK((y - naive_conv(cd, x)).cwiseAbs().maxCoeff() < 1e-12);
+  const matrix<float> xf = x.cast<float>();  // the layer keeps a reference to its input
+  CHECK((cf.forward(xf, mode::train).cast<double>() - y).cwiseAbs().maxCoeff() < 1e-4);
+  const matrix<double> dx = cd.backward(dy);
+  CHECK((cf.backward(dy.cast<float>()).cast<double>() - dx).cwiseAbs().maxCoeff() < 1e-4);
+  CHECK((cf.weight_grad().cast<double>() - cd.weight_grad()).cwiseAbs().maxCoeff() < 1e-3);
 }

@@ -3,6 +3,7 @@
 #define SHATTER_ACTIVATION_CRELU_HPP
 
 #include "shatter/layer/layer.hpp"
+#include "shatter/layer/parallel.hpp"
 
 namespace shatter {
 
@@ -40,16 +41,26 @@ class crelu final : public layer<T> {
     this->check_input(x);
     this->x_ = &x;
     this->y_.resize(2 * n_, x.cols());
-    this->y_.topRows(n_).array() = x.array().max(T(0));
-    this->y_.bottomRows(n_).array() = (-x.array()).max(T(0));
+    detail::parallel_columns(2 * n_, x.cols(), [&](index c0, index c1) {
+      for (index c = c0; c < c1; ++c) {
+        const auto z = x.col(c).array();
+        this->y_.col(c).head(n_).array() = z.max(T(0));
+        this->y_.col(c).tail(n_).array() = (-z).max(T(0));
+      }
+    });
     return this->y_;
   }
 
   const matrix<T>& backward(const matrix<T>& dy) override {
     this->check_output_grad(dy);
     this->dx_.resize(n_, dy.cols());
-    this->dx_.array() =
-        (this->x_->array() >= T(0)).select(dy.topRows(n_).array(), -dy.bottomRows(n_).array());
+    const matrix<T>& x = *this->x_;
+    detail::parallel_columns(2 * n_, dy.cols(), [&](index c0, index c1) {
+      for (index c = c0; c < c1; ++c)
+        this->dx_.col(c).array() =
+            (x.col(c).array() >= T(0))
+                .select(dy.col(c).head(n_).array(), -dy.col(c).tail(n_).array());
+    });
     return this->dx_;
   }
 

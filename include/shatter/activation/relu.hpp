@@ -3,6 +3,7 @@
 #define SHATTER_ACTIVATION_RELU_HPP
 
 #include "shatter/activation/elementwise.hpp"
+#include "shatter/layer/parallel.hpp"
 
 namespace shatter {
 
@@ -16,12 +17,19 @@ class relu final : public elementwise<T> {
   std::string kind() const override { return "relu"; }
   const matrix<T>& forward(const matrix<T>& x, mode) override {
     this->begin_forward(x);
-    this->y_.array() = x.array().max(T(0));
+    detail::parallel_columns(x.rows(), x.cols(), [&](index c0, index c1) {
+      this->y_.middleCols(c0, c1 - c0).array() = x.middleCols(c0, c1 - c0).array().max(T(0));
+    });
     return this->y_;
   }
   const matrix<T>& backward(const matrix<T>& dy) override {
     this->begin_backward(dy);
-    this->dx_.array() = (this->x_->array() > T(0)).select(dy.array(), T(0));
+    const matrix<T>& x = *this->x_;
+    detail::parallel_columns(dy.rows(), dy.cols(), [&](index c0, index c1) {
+      const index m = c1 - c0;
+      this->dx_.middleCols(c0, m).array() =
+          (x.middleCols(c0, m).array() > T(0)).select(dy.middleCols(c0, m).array(), T(0));
+    });
     return this->dx_;
   }
   std::unique_ptr<layer<T>> clone() const override { return std::make_unique<relu>(*this); }

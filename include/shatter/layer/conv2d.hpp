@@ -98,7 +98,10 @@ class conv2d final : public layer<T> {
     const index n = x.cols();
     this->y_.resize(out_.size(), n);
     const plan pl = make_plan(n, false);
-    if (same_) tap_offsets(pl.L);
+    if (pl.direct_out) {  // W^T packed once for the direct product of every chunk
+      packed_.resize(std::size_t(w_.size()));
+      detail::offset_gemm_pack(w_.cols(), w_.rows(), w_.data(), w_.rows(), 1, packed_.data());
+    }
     auto run = [&](index b) { forward_chunk(x, b, pl); };
     detail::parallel_blocks<T>(pl.chunks, pl.scratch, run);
     return this->y_;
@@ -116,13 +119,14 @@ class conv2d final : public layer<T> {
     else
       this->dx_.resize(0, 0);
     const plan pl = make_plan(n, true);
-    if (same_) {
-      tap_offsets(pl.L);
-      if (want_dx) {
-        wt_.resize(O * kk, C);
-        for (index o = 0; o < O; ++o)
-          for (index c = 0; c < C; ++c)
-            for (index t = 0; t < kk; ++t) wt_(o * kk + t, c) = w_(o, c * kk + t);
+    if (same_ && want_dx) {
+      wt_.resize(O * kk, C);
+      for (index o = 0; o < O; ++o)
+        for (index c = 0; c < C; ++c)
+          for (index t = 0; t < kk; ++t) wt_(o * kk + t, c) = w_(o, c * kk + t);
+      if (pl.direct_in) {
+        packed_.resize(std::size_t(wt_.size()));
+        detail::offset_gemm_pack(O * kk, C, wt_.data(), 1, O * kk, packed_.data());
       }
     }
     std::vector<T>& partials = detail::conv_partials<T>();
@@ -169,52 +173,57 @@ class conv2d final : public layer<T> {
     return (n + a - 1) / a * a;
   }
 
-  // Geometry of the zero-padded layout of "same" convolutions (in and out have the same H x W):
-  // rows of Wp = W + p scalars (the image row, then p zeros, which are also the left padding of
-  // the next row), S = (H + p) Wp scalars per image (p zero rows after it, which are also the top
-  // padding of the next image), and `front` = p Wp + p zeros before the first image. Pixel
-  // (s, r, j) of a chunk sits at front + s S + r Wp + j; a chunk of nc images takes
-  // L(nc) = front + nc S + p scalars per channel, and its outputs are the M(nc) = nc S - p Wp
-  // rows from `front` on (pixel rows plus the zero columns and rows between them).
-  index row_pitch() const { return in_.width + pad_; }
-  index image_pitch() const { return (in_.height + pad_) * row_pitch(); }
-  index front() const { return pad_ * row_pitch() + pad_; }
-  index padded_length(index nc) const { return front() + nc * image_pitch() + pad_; }
-  index padded_rows(index nc) const { return nc * image_pitch() - pad_ * row_pitch(); }
+  /// The zero-padded layout of a chunk of nc images of a "same" convolution (input and output
+  /// are H x W), side by side: strip row r holds row r of every image, each followed by p zeros
+  /// (which are also the left padding of the next image), with p zero rows above and below and
+  /// p zeros before and after. Pixel (s, r, j) sits at front + r R + s (W + p) + j with
+  /// R = nc (W + p), so tap (u, v) reads at the fixed offset (u - p) R + (v - p) from the output
+  /// it feeds. One channel takes L scalars; products run over the M = H R rows from `front` on
+  /// (the pixels and the zero columns between them).
+  struct strip {
+    index step, R, front, L, M;
+    strip(index nc, index H, index W, index p)
+        : step(W + p), R(nc * step), front(p * R + p), L(front + (H + p) * R + p), M(H * R) {}
+  };
+  strip layout(index nc) const { return strip(nc, in_.height, in_.width, pad_); }
 
-  /// How one pass cuts the batch: samples per chunk, chunks, the padded channel length for a
-  /// full chunk ("same" only) and the scratch each participant needs.
+  /// How one pass cuts the batch: samples per chunk, chunks, and the scratch each participant
+  /// needs (its buffers, tap-offset tables and packing space).
   struct plan {
-    index n, cs, chunks, L;
+    index n, cs, chunks;
+    bool direct_out, direct_in;  ///< y and dL/dx by offset_gemm (channel counts fit its tiles)
     std::size_t scratch;
   };
+  /// n rounded up to whole register tiles of offset_gemm.
+  static index tiles(index n) {
+    constexpr index mr = detail::offset_gemm_mr<T>();
+    return (n + mr - 1) / mr * mr;
+  }
   plan make_plan(index n, bool backward) const {
     const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
-    const index per = same_ ? (2 * C + O) * image_pitch() : out_.spatial() * (K + O);
+    const index per =
+        same_ ? (2 * C + O) * (in_.height + pad_) * (in_.width + pad_) : out_.spatial() * (K + O);
     plan pl;
     pl.n = n;
+    pl.direct_out = same_ && O % detail::offset_gemm_nr == 0;
+    pl.direct_in = same_ && C % detail::offset_gemm_nr == 0;
     pl.cs = std::max<index>(1, std::min<index>(n, chunk_elements() / per));
     pl.chunks = (n + pl.cs - 1) / pl.cs;
-    pl.L = same_ ? padded_length(pl.cs) : 0;
     std::size_t gemm = 0;
     for (index nc : {pl.cs, n - (pl.chunks - 1) * pl.cs}) {
-      if (same_) {
-        const index M = padded_rows(nc);
-        gemm = std::max(gemm, backward ? std::max(detail::gemm_scratch_size<T>(K, O, M),
-                                                  detail::gemm_scratch_size<T>(M, C, O * kk))
-                                       : detail::gemm_scratch_size<T>(M, O, K));
-      } else {
-        const index N = nc * out_.spatial();
-        gemm = std::max(gemm, backward ? std::max(detail::gemm_scratch_size<T>(K, O, N),
-                                                  detail::gemm_scratch_size<T>(N, K, O))
-                                       : detail::gemm_scratch_size<T>(N, O, K));
-      }
+      const index M = same_ ? layout(nc).M : nc * out_.spatial();
+      const index kd = same_ ? O * kk : O;  // depth of the input-gradient product
+      gemm = std::max(gemm, backward ? std::max(detail::gemm_scratch_size<T>(K, O, M),
+                                                detail::gemm_scratch_size<T>(M, same_ ? C : K, kd))
+                                     : detail::gemm_scratch_size<T>(M, O, K));
     }
     index own;
     if (same_) {
-      const index M = padded_rows(pl.cs);
-      own = backward ? lines(C * pl.L) + lines(O * pl.L) + lines(M * C)
-                     : lines(C * pl.L) + lines(M * O);
+      const strip g = layout(pl.cs);
+      // (room for whole tiles: a margin after the last channel, outputs rounded up)
+      const index mr = detail::offset_gemm_mr<T>();
+      own = lines(index_scalars(K)) + lines(index_scalars(O * kk)) + lines(C * g.L + mr) +
+            (backward ? lines(O * g.L + mr) + lines(tiles(g.M) * C) : lines(tiles(g.M) * O));
     } else {
       const index N = pl.cs * out_.spatial();
       own = lines(N * K) + lines(N * O);
@@ -222,82 +231,95 @@ class conv2d final : public layer<T> {
     pl.scratch = std::size_t(own) + gemm;
     return pl;
   }
+  /// Scalars of T that hold n indices.
+  static index index_scalars(index n) {
+    return (n * index(sizeof(index)) + index(sizeof(T)) - 1) / index(sizeof(T));
+  }
 
-  /// Offsets of the taps in the padded layout with channel length L: koff_[c k k + u k + v] =
-  /// c L + (u - p) Wp + (v - p) (input channel c, tap (u, v)), and the mirrored ones for dL/dx,
-  /// koff_t_[o k k + u k + v] = o L - (u - p) Wp - (v - p).
-  void tap_offsets(index L) {
-    const index C = in_.channels, O = w_.rows(), kk = k_ * k_, Wp = row_pitch();
-    koff_.resize(std::size_t(C * kk));
-    koff_t_.resize(std::size_t(O * kk));
+  /// Writes the tap offsets of layout g into koff (K entries, c k k + u k + v ->
+  /// c L + (u - p) R + (v - p): the unfolded input) and koff_t (O k k entries, o k k + u k + v ->
+  /// o L - (u - p) R - (v - p): dL/dy unfolded for dL/dx, with the mirrored taps).
+  void tap_offsets(const strip& g, index* koff, index* koff_t) const {
+    const index C = in_.channels, O = w_.rows(), kk = k_ * k_;
     for (index u = 0; u < k_; ++u)
       for (index v = 0; v < k_; ++v) {
-        const index d = (u - pad_) * Wp + (v - pad_), t = u * k_ + v;
-        for (index c = 0; c < C; ++c) koff_[std::size_t(c * kk + t)] = c * L + d;
-        for (index o = 0; o < O; ++o) koff_t_[std::size_t(o * kk + t)] = o * L - d;
+        const index d = (u - pad_) * g.R + (v - pad_), t = u * k_ + v;
+        for (index c = 0; c < C; ++c) koff[c * kk + t] = c * g.L + d;
+        if (koff_t)
+          for (index o = 0; o < O; ++o) koff_t[o * kk + t] = o * g.L - d;
       }
   }
 
   /// Copies `channels` channels of samples [s0, s0 + nc) of the H x W images at src (leading
-  /// dimension ld) into the zero-padded layout at dst (channel length L).
-  void pad_images(const T* src, index ld, index s0, index nc, index channels, T* dst,
-                  index L) const {
-    const index H = in_.height, W = in_.width, HW = H * W, Wp = row_pitch(), S = image_pitch();
-    const index f = front();
+  /// dimension ld) into layout g at dst (channel length g.L), zeros included.
+  void pad_images(const T* src, index ld, index s0, index nc, index channels, const strip& g,
+                  T* dst) const {
+    const index H = in_.height, W = in_.width, HW = H * W;
     for (index c = 0; c < channels; ++c) {
-      T* d = dst + c * L;
-      std::fill(d, d + f, T(0));
-      for (index s = 0; s < nc; ++s) {
-        const T* img = src + (s0 + s) * ld + c * HW;
-        T* ds = d + f + s * S;
-        for (index r = 0; r < H; ++r) {
-          std::memcpy(ds + r * Wp, img + r * W, sizeof(T) * std::size_t(W));
-          std::fill(ds + r * Wp + W, ds + (r + 1) * Wp, T(0));
+      T* d = dst + c * g.L;
+      std::fill(d, d + g.front, T(0));
+      for (index r = 0; r < H; ++r) {
+        T* row = d + g.front + r * g.R;
+        for (index s = 0; s < nc; ++s) {
+          std::memcpy(row + s * g.step, src + (s0 + s) * ld + c * HW + r * W,
+                      sizeof(T) * std::size_t(W));
+          std::fill(row + s * g.step + W, row + (s + 1) * g.step, T(0));
         }
-        std::fill(ds + H * Wp, ds + S, T(0));
       }
-      std::fill(d + f + nc * S, d + f + nc * S + pad_, T(0));
+      std::fill(d + g.front + H * g.R, d + g.L, T(0));
     }
   }
 
   /// Writes `channels` columns of src (leading dimension lds; pixel (s, r, j) at row
-  /// s S + r Wp + j) into samples [s0, s0 + nc) of the H x W images at dst (leading dimension
-  /// ld), adding bias[c] when bias is not null.
-  static void unpad_images(const T* src, index lds, index S, index Wp, index s0, index nc,
-                           index channels, index H, index W, T* dst, index ld, const T* bias) {
+  /// s sample_step + r row_step + j) into samples [s0, s0 + nc) of the H x W images at dst
+  /// (leading dimension ld), adding bias[c] when bias is not null.
+  static void unpad_images(const T* src, index lds, index sample_step, index row_step, index s0,
+                           index nc, index channels, index H, index W, T* dst, index ld,
+                           const T* bias) {
     const index HW = H * W;
     for (index s = 0; s < nc; ++s)
       for (index c = 0; c < channels; ++c) {
-        const T* sc = src + c * lds + s * S;
+        const T* sc = src + c * lds + s * sample_step;
         T* dc = dst + (s0 + s) * ld + c * HW;
-        if (Wp == W && !bias) {
-          std::memcpy(dc, sc, sizeof(T) * std::size_t(HW));
+        const T b = bias ? bias[c] : T(0);
+        if (row_step == W) {
+          if (bias)
+            for (index q = 0; q < HW; ++q) dc[q] = sc[q] + b;
+          else
+            std::memcpy(dc, sc, sizeof(T) * std::size_t(HW));
           continue;
         }
-        const T b = bias ? bias[c] : T(0);
         for (index r = 0; r < H; ++r)
-          for (index j = 0; j < W; ++j) dc[r * W + j] = sc[r * Wp + j] + b;
+          for (index j = 0; j < W; ++j) dc[r * W + j] = sc[r * row_step + j] + b;
       }
   }
 
   void forward_chunk(const matrix<T>& x, index b, const plan& pl) {
-    const index C = in_.channels, O = w_.rows(), K = w_.cols();
+    const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
     const index s0 = b * pl.cs, nc = std::min(pl.cs, pl.n - s0);
     T* ws = static_cast<T*>(detail::thread_scratch().p);
     using rhs_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::RowMajor>;  // W^T
     const T* bias = has_bias_ ? b_.data() : nullptr;
     if (same_) {
-      const index M = padded_rows(nc), Mf = padded_rows(pl.cs);
-      T* xp = ws;
-      T* out = xp + lines(C * pl.L);
-      T* gbuf = out + lines(Mf * O);
-      pad_images(x.data(), x.rows(), s0, nc, C, xp, pl.L);
-      std::fill(out, out + M * O, T(0));
-      detail::gemm_mapped<Eigen::ColMajor, Eigen::RowMajor>(
-          M, O, K, detail::offset_matrix<T, Eigen::ColMajor>{xp + front(), koff_.data()},
-          rhs_t(w_.data(), O), out, M, T(1), gbuf);
-      unpad_images(out, M, image_pitch(), row_pitch(), s0, nc, O, out_.height, out_.width,
-                   this->y_.data(), this->y_.rows(), bias);
+      const strip g = layout(nc), gf = layout(pl.cs);
+      index* koff = reinterpret_cast<index*>(ws);
+      const index mr = detail::offset_gemm_mr<T>(), ldo = tiles(g.M);
+      T* xp = ws + lines(index_scalars(K)) + lines(index_scalars(O * kk));
+      T* out = xp + lines(C * gf.L + mr);
+      T* gbuf = out + lines(tiles(gf.M) * O);
+      tap_offsets(g, koff, nullptr);
+      pad_images(x.data(), x.rows(), s0, nc, C, g, xp);
+      if (pl.direct_out) {
+        std::fill(xp + C * g.L, xp + C * g.L + mr, T(0));  // read by the last tile's spare rows
+        detail::offset_gemm(g.M, O, K, xp + g.front, koff, packed_.data(), out, ldo);
+      } else {
+        std::fill(out, out + ldo * O, T(0));
+        detail::gemm_mapped<Eigen::ColMajor, Eigen::RowMajor>(
+            g.M, O, K, detail::offset_matrix<T, Eigen::ColMajor>{xp + g.front, koff},
+            rhs_t(w_.data(), O), out, ldo, T(1), gbuf);
+      }
+      unpad_images(out, ldo, g.step, g.R, s0, nc, O, out_.height, out_.width, this->y_.data(),
+                   this->y_.rows(), bias);
     } else {
       const index P = out_.spatial(), N = nc * P, Nf = pl.cs * P;
       T* cols = ws;
@@ -321,24 +343,33 @@ class conv2d final : public layer<T> {
     using mat_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::ColMajor>;
     std::fill(partial, partial + K * O, T(0));
     if (same_) {
-      const index M = padded_rows(nc), Mf = padded_rows(pl.cs), L = pl.L, f = front();
-      T* xp = ws;
-      T* dyp = xp + lines(C * L);
-      T* dxo = dyp + lines(O * L);
-      T* gbuf = dxo + lines(Mf * C);
-      pad_images(x.data(), x.rows(), s0, nc, C, xp, L);
-      pad_images(dy.data(), dy.rows(), s0, nc, O, dyp, L);
+      const strip g = layout(nc), gf = layout(pl.cs);
+      index* koff = reinterpret_cast<index*>(ws);
+      index* koff_t = reinterpret_cast<index*>(ws + lines(index_scalars(K)));
+      T* xp = ws + lines(index_scalars(K)) + lines(index_scalars(O * kk));
+      const index mr = detail::offset_gemm_mr<T>(), ldd = tiles(g.M);
+      T* dyp = xp + lines(C * gf.L + mr);
+      T* dxo = dyp + lines(O * gf.L + mr);
+      T* gbuf = dxo + lines(tiles(gf.M) * C);
+      tap_offsets(g, koff, koff_t);
+      pad_images(x.data(), x.rows(), s0, nc, C, g, xp);
+      pad_images(dy.data(), dy.rows(), s0, nc, O, g, dyp);
       // dW^T (K x O) = unfold(x)^T dy over the chunk's rows (dy is zero between pixels).
       detail::gemm_mapped<Eigen::RowMajor, Eigen::ColMajor>(
-          K, O, M, detail::offset_matrix<T, Eigen::RowMajor>{xp + f, koff_.data()},
-          mat_t(dyp + f, L), partial, K, T(1), gbuf);
+          K, O, g.M, detail::offset_matrix<T, Eigen::RowMajor>{xp + g.front, koff},
+          mat_t(dyp + g.front, g.L), partial, K, T(1), gbuf);
       if (want_dx) {
-        std::fill(dxo, dxo + M * C, T(0));
-        detail::gemm_mapped<Eigen::ColMajor, Eigen::ColMajor>(
-            M, C, O * kk, detail::offset_matrix<T, Eigen::ColMajor>{dyp + f, koff_t_.data()},
-            mat_t(wt_.data(), O * kk), dxo, M, T(1), gbuf);
-        unpad_images(dxo, M, image_pitch(), row_pitch(), s0, nc, C, in_.height, in_.width,
-                     this->dx_.data(), this->dx_.rows(), nullptr);
+        if (pl.direct_in) {
+          std::fill(dyp + O * g.L, dyp + O * g.L + mr, T(0));
+          detail::offset_gemm(g.M, C, O * kk, dyp + g.front, koff_t, packed_.data(), dxo, ldd);
+        } else {
+          std::fill(dxo, dxo + ldd * C, T(0));
+          detail::gemm_mapped<Eigen::ColMajor, Eigen::ColMajor>(
+              g.M, C, O * kk, detail::offset_matrix<T, Eigen::ColMajor>{dyp + g.front, koff_t},
+              mat_t(wt_.data(), O * kk), dxo, ldd, T(1), gbuf);
+        }
+        unpad_images(dxo, ldd, g.step, g.R, s0, nc, C, in_.height, in_.width, this->dx_.data(),
+                     this->dx_.rows(), nullptr);
       }
     } else {
       const index P = out_.spatial(), N = nc * P, Nf = pl.cs * P;
@@ -437,6 +468,7 @@ class conv2d final : public layer<T> {
   bool same_ = false;  ///< stride 1, odd k, p = (k - 1) / 2: the padded-layout path
   matrix<T> w_, dw_, b_, db_;
   matrix<T> wt_;                      ///< W rearranged (o k k + t, c) for dL/dx of "same" convs
+  std::vector<T> packed_;             ///< W^T or wt_ packed for offset_gemm (see plan)
   std::vector<index> koff_, koff_t_;  ///< tap offsets in the padded layout (see tap_offsets)
 };
 

@@ -9,10 +9,6 @@
 #include "shatter/core/types.hpp"
 #include "shatter/layer/parallel.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 /// Tuning of the threaded products: blocks per thread (more: a preempted thread holds up less;
 /// fewer: less repacking of the shared operand) and the smallest block (rows or columns).
 #ifndef SHATTER_BLOCKS_PER_THREAD
@@ -155,22 +151,68 @@ void gemm_mapped(index m, index n, index k, const Lhs& lhs, const Rhs& rhs, T* c
   }
 }
 
-/// Threads shatter's own loops use: Eigen::nbThreads() (see shatter::set_threads; 1 without
-/// OpenMP), and 1 when called inside an OpenMP parallel region.
-inline int loop_threads() {
-#ifdef _OPENMP
-  if (omp_in_parallel()) return 1;
+/// Columns per register tile of offset_gemm: 8 where the vector unit has 32 registers, else 4.
+#ifdef EIGEN_VECTORIZE_AVX512
+constexpr int offset_gemm_nr = 8;
+#else
+constexpr int offset_gemm_nr = 4;
 #endif
-  return Eigen::nbThreads();
+
+/// Rows of one register tile of offset_gemm<T>: three SIMD packets.
+template <class T>
+constexpr index offset_gemm_mr() {
+  return 3 * index(Eigen::internal::packet_traits<T>::size);
 }
 
-/// Runs f(i) for i in [0, n) on loop_threads() threads of the block pool (the caller included;
-/// blocks are claimed one at a time, so a thread the system preempts holds up at most the block
-/// it is in), or in order on one thread. Every participant first has scratch for `scratch`
-/// scalars of type T (gemm_scratch). f must not throw.
-template <class T, class F>
-void parallel_blocks(index n, std::size_t scratch, F&& f) {
-  block_pool::instance().run(n, loop_threads(), scratch * sizeof(T), f);
+/// Packs the k x n matrix B(kk, j) = b[kk rs + j cs] for offset_gemm: panels of offset_gemm_nr
+/// columns, each k x nr row-major. Precondition: n % offset_gemm_nr == 0; bp holds k n scalars.
+template <class T>
+void offset_gemm_pack(index k, index n, const T* b, index rs, index cs, T* bp) {
+  constexpr int nr = offset_gemm_nr;
+  for (index j0 = 0; j0 < n; j0 += nr)
+    for (index kk = 0; kk < k; ++kk)
+      for (int c = 0; c < nr; ++c) *bp++ = b[kk * rs + (j0 + c) * cs];
+}
+
+/// C = A B (overwritten, no accumulation) for A(i, kk) = a[i + offset[kk]] (an unfolded image in
+/// a padded layout, see offset_matrix) and B packed by offset_gemm_pack, straight from the image:
+/// no packing of A, a register tile of offset_gemm_mr<T>() x offset_gemm_nr outputs per pass over
+/// k. C is column-major with leading dimension ldc. Computes the rows [0, m) rounded up to a
+/// whole tile, so a + offset[kk] + that many rows must be readable and ldc at least that many.
+/// Preconditions: n % offset_gemm_nr == 0.
+template <class T>
+void offset_gemm(index m, index n, index k, const T* a, const index* offset, const T* bp, T* c,
+                 index ldc) {
+  namespace ei = Eigen::internal;
+  using packet = typename ei::packet_traits<T>::type;
+  constexpr index ps = ei::packet_traits<T>::size;
+  constexpr int nr = offset_gemm_nr;
+  for (index j0 = 0; j0 < n; j0 += nr) {
+    const T* bj = bp + j0 * k;
+    for (index i = 0; i < m; i += 3 * ps) {
+      packet acc0[nr], acc1[nr], acc2[nr];
+      for (int q = 0; q < nr; ++q) acc0[q] = acc1[q] = acc2[q] = ei::pset1<packet>(T(0));
+      const T* ai = a + i;
+      const T* bk = bj;
+      for (index kk = 0; kk < k; ++kk, bk += nr) {
+        const T* p = ai + offset[kk];
+        const packet a0 = ei::ploadu<packet>(p), a1 = ei::ploadu<packet>(p + ps),
+                     a2 = ei::ploadu<packet>(p + 2 * ps);
+        for (int q = 0; q < nr; ++q) {
+          const packet bq = ei::pset1<packet>(bk[q]);
+          acc0[q] = ei::pmadd(a0, bq, acc0[q]);
+          acc1[q] = ei::pmadd(a1, bq, acc1[q]);
+          acc2[q] = ei::pmadd(a2, bq, acc2[q]);
+        }
+      }
+      for (int q = 0; q < nr; ++q) {
+        T* cq = c + (j0 + q) * ldc + i;
+        ei::pstoreu(cq, acc0[q]);
+        ei::pstoreu(cq + ps, acc1[q]);
+        ei::pstoreu(cq + 2 * ps, acc2[q]);
+      }
+    }
+  }
 }
 
 /// How many blocks to cut `extent` rows or columns into for `threads` threads: one block on one

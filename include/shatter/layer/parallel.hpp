@@ -3,6 +3,7 @@
 #define SHATTER_LAYER_PARALLEL_HPP
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -16,6 +17,9 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 namespace shatter::detail {
@@ -196,6 +200,41 @@ class block_pool {
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<scratch_buffer>> buffers_;
 };
+
+/// Threads shatter's own loops use: Eigen::nbThreads() (see shatter::set_threads; 1 without
+/// OpenMP), and 1 when called inside an OpenMP parallel region.
+inline int loop_threads() {
+#ifdef _OPENMP
+  if (omp_in_parallel()) return 1;
+#endif
+  return Eigen::nbThreads();
+}
+
+/// Runs f(i) for i in [0, n) on loop_threads() threads of the block pool (the caller included;
+/// blocks are claimed one at a time, so a thread the system preempts holds up at most the block
+/// it is in), or in order on one thread. Every participant first has scratch for `scratch`
+/// scalars of type T (gemm_scratch). f must not throw.
+template <class T, class F>
+void parallel_blocks(index n, std::size_t scratch, F&& f) {
+  block_pool::instance().run(n, loop_threads(), scratch * sizeof(T), f);
+}
+
+/// Runs f(c0, c1) over column ranges covering [0, cols) of a matrix with `rows` rows: in blocks
+/// on the block pool when the matrix is large enough to pay for it (elementwise layers), otherwise
+/// once over all columns. f must not throw.
+template <class F>
+void parallel_columns(index rows, index cols, F&& f) {
+  const int threads = loop_threads();
+  const index blocks = threads > 1 && rows * cols >= (index(1) << 15)
+                           ? std::min<index>(cols, 4 * index(threads))
+                           : index(1);
+  if (blocks <= 1) {
+    f(index(0), cols);
+    return;
+  }
+  auto run = [&](index b) { f(cols * b / blocks, cols * (b + 1) / blocks); };
+  block_pool::instance().run(blocks, threads, 0, run);
+}
 
 }  // namespace shatter::detail
 
