@@ -109,10 +109,8 @@ class conv2d final : public layer<T> {
 
   const matrix<T>& backward(const matrix<T>& dy) override {
     this->check_output_grad(dy);
-    const index n = dy.cols(), P = out_.spatial(), K = w_.cols(), O = w_.rows(), kk = k_ * k_;
+    const index n = dy.cols(), K = w_.cols(), O = w_.rows(), kk = k_ * k_;
     const index C = in_.channels;
-    if (has_bias_)
-      for (index o = 0; o < O; ++o) db_(o, 0) = dy.middleRows(o * P, P).sum();
     const bool want_dx = this->input_gradient_;
     if (want_dx)
       this->dx_.resize(in_.size(), n);
@@ -130,15 +128,21 @@ class conv2d final : public layer<T> {
       }
     }
     std::vector<T>& partials = detail::conv_partials<T>();
-    if (partials.size() < std::size_t(pl.chunks * K * O))
-      partials.resize(std::size_t(pl.chunks * K * O));
-    auto run = [&](index b) { backward_chunk(dy, b, pl, partials.data() + b * K * O); };
+    const index per = K * O + O;  // a chunk's dW^T, then its bias gradient
+    if (partials.size() < std::size_t(pl.chunks * per))
+      partials.resize(std::size_t(pl.chunks * per));
+    auto run = [&](index b) { backward_chunk(dy, b, pl, partials.data() + b * per); };
     detail::parallel_blocks<T>(pl.chunks, pl.scratch, run);
     // dW = sum over chunks of the K x O partial products, transposed, in chunk order.
     Eigen::Map<const matrix<T>> first(partials.data(), K, O);
     dw_ = first.transpose();
     for (index b = 1; b < pl.chunks; ++b)
-      dw_ += Eigen::Map<const matrix<T>>(partials.data() + b * K * O, K, O).transpose();
+      dw_ += Eigen::Map<const matrix<T>>(partials.data() + b * per, K, O).transpose();
+    if (has_bias_) {
+      db_ = Eigen::Map<const matrix<T>>(partials.data() + K * O, O, 1);
+      for (index b = 1; b < pl.chunks; ++b)
+        db_ += Eigen::Map<const matrix<T>>(partials.data() + b * per + K * O, O, 1);
+    }
     return this->dx_;
   }
 
@@ -342,6 +346,14 @@ class conv2d final : public layer<T> {
     T* ws = static_cast<T*>(detail::thread_scratch().p);
     using mat_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::ColMajor>;
     std::fill(partial, partial + K * O, T(0));
+    if (has_bias_) {
+      const index P = out_.spatial();
+      for (index o = 0; o < O; ++o) {
+        T sum(0);
+        for (index s = s0; s < s0 + nc; ++s) sum += dy.col(s).segment(o * P, P).sum();
+        partial[K * O + o] = sum;
+      }
+    }
     if (same_) {
       const strip g = layout(nc), gf = layout(pl.cs);
       index* koff = reinterpret_cast<index*>(ws);
