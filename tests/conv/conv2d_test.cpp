@@ -178,3 +178,14 @@ TEST_CASE("conv2d float with whole-tile channel counts agrees with double") {
   CHECK((cf.backward(dy.cast<float>()).cast<double>() - dx).cwiseAbs().maxCoeff() < 1e-4);
   CHECK((cf.weight_grad().cast<double>() - cd.weight_grad()).cwiseAbs().maxCoeff() < 1e-3);
 }
+
+TEST_CASE("conv2d passes an empty batch through with zero gradients") {
+  conv2d<double> c({8, 5, 5}, 8, 3, 1, 1, true);
+  rng g(16);
+  randomise(c, g);
+  const matrix<double> x(8 * 25, 0);
+  CHECK(c.forward(x, mode::train).cols() == 0);
+  CHECK(c.backward(matrix<double>(8 * 25, 0)).cols() == 0);
+  CHECK(c.weight_grad().cwiseAbs().maxCoeff() == 0.0);
+  CHECK(c.bias_grad().cwiseAbs().maxCoeff() == 0.0);
+}

@@ -133,6 +133,11 @@ class conv2d final : public layer<T> {
       partials.resize(std::size_t(pl.chunks * per));
     auto run = [&](index b) { backward_chunk(dy, b, pl, partials.data() + b * per); };
     detail::parallel_blocks<T>(pl.chunks, pl.scratch, run);
+    if (pl.chunks == 0) {  // an empty batch
+      dw_.setZero();
+      if (has_bias_) db_.setZero();
+      return this->dx_;
+    }
     // dW = sum over chunks of the K x O partial products, transposed, in chunk order.
     Eigen::Map<const matrix<T>> first(partials.data(), K, O);
     dw_ = first.transpose();
@@ -191,10 +196,15 @@ class conv2d final : public layer<T> {
   };
   strip layout(index nc) const { return strip(nc, in_.height, in_.width, pad_); }
 
-  /// How one pass cuts the batch: samples per chunk, chunks, and the scratch each participant
-  /// needs (its buffers, tap-offset tables and packing space).
+  /// How one pass cuts the batch: chunks, the samples of the largest, and the scratch each
+  /// participant needs (its buffers, tap-offset tables and packing space). Chunk b holds samples
+  /// [n b / chunks, n (b + 1) / chunks): sizes differ by at most one, and the count is even so
+  /// that two threads share the work equally (and independent of the thread count, so are the
+  /// results).
   struct plan {
     index n, cs, chunks;
+    index begin(index b) const { return n * b / chunks; }
+    index size(index b) const { return begin(b + 1) - begin(b); }
     bool direct_out, direct_in;  ///< y and dL/dx by offset_gemm (channel counts fit its tiles)
     std::size_t scratch;
   };
@@ -207,14 +217,17 @@ class conv2d final : public layer<T> {
     const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
     const index per =
         same_ ? (2 * C + O) * (in_.height + pad_) * (in_.width + pad_) : out_.spatial() * (K + O);
-    plan pl;
+    plan pl{};
     pl.n = n;
+    if (n == 0) return pl;  // no chunks
     pl.direct_out = same_ && O % detail::offset_gemm_nr == 0;
     pl.direct_in = same_ && C % detail::offset_gemm_nr == 0;
-    pl.cs = std::max<index>(1, std::min<index>(n, chunk_elements() / per));
-    pl.chunks = (n + pl.cs - 1) / pl.cs;
+    const index most = std::max<index>(1, std::min<index>(n, chunk_elements() / per));
+    pl.chunks = (n + most - 1) / most;
+    if (pl.chunks % 2 == 1 && pl.chunks < n) ++pl.chunks;
+    pl.cs = (n + pl.chunks - 1) / pl.chunks;
     std::size_t gemm = 0;
-    for (index nc : {pl.cs, n - (pl.chunks - 1) * pl.cs}) {
+    for (index nc : {pl.cs, n / pl.chunks}) {
       const index M = same_ ? layout(nc).M : nc * out_.spatial();
       const index kd = same_ ? O * kk : O;  // depth of the input-gradient product
       gemm = std::max(gemm, backward ? std::max(detail::gemm_scratch_size<T>(K, O, M),
@@ -300,7 +313,7 @@ class conv2d final : public layer<T> {
 
   void forward_chunk(const matrix<T>& x, index b, const plan& pl) {
     const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
-    const index s0 = b * pl.cs, nc = std::min(pl.cs, pl.n - s0);
+    const index s0 = pl.begin(b), nc = pl.size(b);
     T* ws = static_cast<T*>(detail::thread_scratch().p);
     using rhs_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::RowMajor>;  // W^T
     const T* bias = has_bias_ ? b_.data() : nullptr;
@@ -341,7 +354,7 @@ class conv2d final : public layer<T> {
   void backward_chunk(const matrix<T>& dy, index b, const plan& pl, T* partial) {
     const matrix<T>& x = *this->x_;
     const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
-    const index s0 = b * pl.cs, nc = std::min(pl.cs, pl.n - s0);
+    const index s0 = pl.begin(b), nc = pl.size(b);
     const bool want_dx = this->input_gradient_;
     T* ws = static_cast<T*>(detail::thread_scratch().p);
     using mat_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::ColMajor>;
