@@ -53,6 +53,11 @@ const conv_case cases[] = {
     // channel counts that are whole register tiles: the direct (offset_gemm) products
     {{8, 6, 5}, 8, 3, 1, 1, true},
     {{8, 7, 6}, 16, 5, 1, 2, false},
+    // strided, split into phases: taps of several phases, and phases no tap reads (k = 1)
+    {{8, 6, 8}, 8, 3, 2, 1, true},
+    {{8, 9, 6}, 8, 5, 3, 2, false},
+    {{8, 4, 4}, 8, 1, 2, 0, true},
+    {{3, 6, 4}, 2, 3, 2, 1, true},
 };
 }  // namespace
 

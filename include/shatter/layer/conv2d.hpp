@@ -33,14 +33,17 @@ std::vector<T>& conv_partials() {
 /// channels (the looks-linear mirror of a CReLU input). Weights start at zero.
 ///
 /// Implementation: the batch is cut into chunks of samples, which run in parallel on the block
-/// pool (see set_threads). A "same" convolution (stride 1, odd k, p = (k - 1) / 2) copies its
-/// chunk once into a zero-padded layout (rows of W + p, p zero rows between images) in which every
-/// tap (u, v) is a fixed offset, so the product with W reads the unfolded (im2col) matrix straight
-/// from the image while packing it (gemm_mapped over an offset_matrix): no unfolded copy. Other
-/// convolutions unfold their chunk (im2col) and multiply. The backward pass recomputes the
-/// unfolding instead of storing it, sums the weight gradient of each chunk in chunk order (the
-/// same bits for any thread count), and for "same" convolutions computes dL/dx as the
-/// convolution of dL/dy with the mirrored taps.
+/// pool (see set_threads). A convolution with odd k, p = (k - 1) / 2 and image sides divisible
+/// by the stride s (every CIFAR-style layer) copies its chunk once into a zero-padded layout in
+/// which every tap (u, v) is a fixed offset: with stride s > 1 the input is first split into its
+/// s x s phases (pixels (s i + a, s j + b)), each of the output's size, so that tap u reads phase
+/// a(u) shifted by du(u) rows, where u - p = s du + a. The product with W then reads the unfolded
+/// (im2col) matrix straight from the image: a register-tiled kernel for the outputs and dL/dx
+/// (offset_gemm, when the channel counts fill its tiles, else Eigen's blocked product over an
+/// offset_matrix), Eigen's for dL/dW. Other convolutions unfold their chunk (im2col) and
+/// multiply. The backward pass recomputes the unfolding instead of storing it, sums the weight
+/// gradient of each chunk in chunk order (the same bits for any thread count), and computes
+/// dL/dx phase by phase as the convolution of dL/dy with that phase's mirrored taps.
 template <class T>
 class conv2d final : public layer<T> {
  public:
@@ -64,7 +67,30 @@ class conv2d final : public layer<T> {
       b_.setZero(out_channels, 1);
       db_.setZero(out_channels, 1);
     }
-    same_ = stride == 1 && kernel % 2 == 1 && 2 * padding == kernel - 1;
+    // The offset path: odd k, p = (k - 1) / 2 and image sides divisible by the stride. Input
+    // row i s - p + u = s (i + du) + a: tap u reads row i + du of phase a of the input.
+    offset_ = kernel % 2 == 1 && 2 * padding == kernel - 1 && in.height % stride == 0 &&
+              in.width % stride == 0;
+    if (offset_) {
+      const index kk = kernel * kernel, ss = stride * stride;
+      tap_shift_.resize(std::size_t(kernel));
+      tap_phase_.resize(std::size_t(kernel));
+      for (index u = 0; u < kernel; ++u) {
+        const index r = u - padding, d = r >= 0 ? r / stride : -((-r + stride - 1) / stride);
+        tap_shift_[std::size_t(u)] = d;
+        tap_phase_[std::size_t(u)] = r - stride * d;
+        q_ = std::max(q_, d < 0 ? -d : d);
+      }
+      phase_start_.assign(std::size_t(ss + 1), 0);
+      for (index ph = 0; ph < ss; ++ph) {
+        phase_start_[std::size_t(ph + 1)] = phase_start_[std::size_t(ph)];
+        for (index t = 0; t < kk; ++t)
+          if (phase_of(t) == ph) {
+            phase_taps_.push_back(t);
+            ++phase_start_[std::size_t(ph + 1)];
+          }
+      }
+    }
   }
 
   std::string kind() const override { return "conv2d"; }
@@ -117,14 +143,22 @@ class conv2d final : public layer<T> {
     else
       this->dx_.resize(0, 0);
     const plan pl = make_plan(n, true);
-    if (same_ && want_dx) {
+    if (offset_ && want_dx) {
+      // W regrouped by input phase: row O start(ph) + o n(ph) + i holds the i-th tap of phase ph
       wt_.resize(O * kk, C);
-      for (index o = 0; o < O; ++o)
-        for (index c = 0; c < C; ++c)
-          for (index t = 0; t < kk; ++t) wt_(o * kk + t, c) = w_(o, c * kk + t);
-      if (pl.direct_in) {
-        packed_.resize(std::size_t(wt_.size()));
-        detail::offset_gemm_pack(O * kk, C, wt_.data(), 1, O * kk, packed_.data());
+      for (index ph = 0; ph + 1 < index(phase_start_.size()); ++ph) {
+        const index start = phase_start_[std::size_t(ph)];
+        const index taps = phase_start_[std::size_t(ph + 1)] - start;
+        for (index o = 0; o < O; ++o)
+          for (index i = 0; i < taps; ++i)
+            for (index c = 0; c < C; ++c)
+              wt_(O * start + o * taps + i, c) =
+                  w_(o, c * kk + phase_taps_[std::size_t(start + i)]);
+        if (pl.direct_in) {
+          packed_.resize(std::size_t(wt_.size()));
+          detail::offset_gemm_pack(O * taps, C, wt_.data() + O * start, 1, O * kk,
+                                   packed_.data() + C * O * start);
+        }
       }
     }
     std::vector<T>& partials = detail::conv_partials<T>();
@@ -182,19 +216,33 @@ class conv2d final : public layer<T> {
     return (n + a - 1) / a * a;
   }
 
-  /// The zero-padded layout of a chunk of nc images of a "same" convolution (input and output
-  /// are H x W), side by side: strip row r holds row r of every image, each followed by p zeros
-  /// (which are also the left padding of the next image), with p zero rows above and below and
-  /// p zeros before and after. Pixel (s, r, j) sits at front + r R + s (W + p) + j with
-  /// R = nc (W + p), so tap (u, v) reads at the fixed offset (u - p) R + (v - p) from the output
-  /// it feeds. One channel takes L scalars; products run over the M = H R rows from `front` on
-  /// (the pixels and the zero columns between them).
+  /// The zero-padded layout of a chunk of nc H x W images (the output's size; inputs are split
+  /// into phases of that size), side by side: strip row r holds row r of every image, each
+  /// followed by p zeros (which are also the left padding of the next image), with p zero rows
+  /// above and below and p zeros before and after. Pixel (s, r, j) sits at
+  /// front + r R + s (W + p) + j with R = nc (W + p), so tap (u, v) reads at the fixed offset
+  /// du R + dv from the output it feeds (|du|, |dv| <= p). One channel takes L scalars; products
+  /// run over the M = H R rows from `front` on (the pixels and the zero columns between them).
   struct strip {
-    index step, R, front, L, M;
-    strip(index nc, index H, index W, index p)
-        : step(W + p), R(nc * step), front(p * R + p), L(front + (H + p) * R + p), M(H * R) {}
+    index H, W, step, R, front, L, M;
+    strip(index nc, index h, index w, index p)
+        : H(h),
+          W(w),
+          step(w + p),
+          R(nc * step),
+          front(p * R + p),
+          L(front + (h + p) * R + p),
+          M(h * R) {}
   };
-  strip layout(index nc) const { return strip(nc, in_.height, in_.width, pad_); }
+  strip layout(index nc) const { return strip(nc, out_.height, out_.width, q_); }
+  /// Phase (a(u) s + a(v)) of the input that tap t = u k + v reads.
+  index phase_of(index t) const {
+    return tap_phase_[std::size_t(t / k_)] * stride_ + tap_phase_[std::size_t(t % k_)];
+  }
+  /// Offset of tap t = u k + v in layout g: du(u) R + dv(v).
+  index tap_offset(index t, const strip& g) const {
+    return tap_shift_[std::size_t(t / k_)] * g.R + tap_shift_[std::size_t(t % k_)];
+  }
 
   /// How one pass cuts the batch: chunks, the samples of the largest, and the scratch each
   /// participant needs (its buffers, tap-offset tables and packing space). Chunk b holds samples
@@ -215,31 +263,33 @@ class conv2d final : public layer<T> {
   }
   plan make_plan(index n, bool backward) const {
     const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
-    const index per =
-        same_ ? (2 * C + O) * (in_.height + pad_) * (in_.width + pad_) : out_.spatial() * (K + O);
+    const index ss = stride_ * stride_;
+    const index per = offset_ ? (C * ss + C + O) * (out_.height + q_) * (out_.width + q_)
+                              : out_.spatial() * (K + O);
     plan pl{};
     pl.n = n;
     if (n == 0) return pl;  // no chunks
-    pl.direct_out = same_ && O % detail::offset_gemm_nr == 0;
-    pl.direct_in = same_ && C % detail::offset_gemm_nr == 0;
+    pl.direct_out = offset_ && O % detail::offset_gemm_nr == 0;
+    pl.direct_in = offset_ && C % detail::offset_gemm_nr == 0;
     const index most = std::max<index>(1, std::min<index>(n, chunk_elements() / per));
     pl.chunks = (n + most - 1) / most;
     if (pl.chunks % 2 == 1 && pl.chunks < n) ++pl.chunks;
     pl.cs = (n + pl.chunks - 1) / pl.chunks;
     std::size_t gemm = 0;
     for (index nc : {pl.cs, n / pl.chunks}) {
-      const index M = same_ ? layout(nc).M : nc * out_.spatial();
-      const index kd = same_ ? O * kk : O;  // depth of the input-gradient product
-      gemm = std::max(gemm, backward ? std::max(detail::gemm_scratch_size<T>(K, O, M),
-                                                detail::gemm_scratch_size<T>(M, same_ ? C : K, kd))
-                                     : detail::gemm_scratch_size<T>(M, O, K));
+      const index M = offset_ ? layout(nc).M : nc * out_.spatial();
+      const index kd = offset_ ? O * kk : O;  // (largest) depth of the input-gradient product
+      gemm =
+          std::max(gemm, backward ? std::max(detail::gemm_scratch_size<T>(K, O, M),
+                                             detail::gemm_scratch_size<T>(M, offset_ ? C : K, kd))
+                                  : detail::gemm_scratch_size<T>(M, O, K));
     }
     index own;
-    if (same_) {
+    if (offset_) {
       const strip g = layout(pl.cs);
       // (room for whole tiles: a margin after the last channel, outputs rounded up)
       const index mr = detail::offset_gemm_mr<T>();
-      own = lines(index_scalars(K)) + lines(index_scalars(O * kk)) + lines(C * g.L + mr) +
+      own = lines(index_scalars(K)) + lines(index_scalars(O * kk)) + lines(C * ss * g.L + mr) +
             (backward ? lines(O * g.L + mr) + lines(tiles(g.M) * C) : lines(tiles(g.M) * O));
     } else {
       const index N = pl.cs * out_.spatial();
@@ -253,52 +303,74 @@ class conv2d final : public layer<T> {
     return (n * index(sizeof(index)) + index(sizeof(T)) - 1) / index(sizeof(T));
   }
 
-  /// Writes the tap offsets of layout g into koff (K entries, c k k + u k + v ->
-  /// c L + (u - p) R + (v - p): the unfolded input) and koff_t (O k k entries, o k k + u k + v ->
-  /// o L - (u - p) R - (v - p): dL/dy unfolded for dL/dx, with the mirrored taps).
+  /// Writes the tap offsets of layout g into koff (K entries: c k k + t -> phase channel
+  /// (c s s + phase(t)) L + du R + dv, the unfolded input) and, unless null, koff_t (O k k
+  /// entries, grouped by phase: O start(ph) + o n(ph) + i -> o L - du R - dv for the i-th tap of
+  /// phase ph, dL/dy unfolded with the mirrored taps for that phase of dL/dx).
   void tap_offsets(const strip& g, index* koff, index* koff_t) const {
-    const index C = in_.channels, O = w_.rows(), kk = k_ * k_;
-    for (index u = 0; u < k_; ++u)
-      for (index v = 0; v < k_; ++v) {
-        const index d = (u - pad_) * g.R + (v - pad_), t = u * k_ + v;
-        for (index c = 0; c < C; ++c) koff[c * kk + t] = c * g.L + d;
-        if (koff_t)
-          for (index o = 0; o < O; ++o) koff_t[o * kk + t] = o * g.L - d;
+    const index C = in_.channels, O = w_.rows(), kk = k_ * k_, ss = stride_ * stride_;
+    for (index t = 0; t < kk; ++t) {
+      const index d = tap_offset(t, g), ph = phase_of(t);
+      for (index c = 0; c < C; ++c) koff[c * kk + t] = (c * ss + ph) * g.L + d;
+    }
+    if (!koff_t) return;
+    for (index ph = 0; ph < ss; ++ph) {
+      const index start = phase_start_[std::size_t(ph)],
+                  taps = phase_start_[std::size_t(ph + 1)] - start;
+      for (index i = 0; i < taps; ++i) {
+        const index d = tap_offset(phase_taps_[std::size_t(start + i)], g);
+        for (index o = 0; o < O; ++o) koff_t[O * start + o * taps + i] = o * g.L - d;
       }
-  }
-
-  /// Copies `channels` channels of samples [s0, s0 + nc) of the H x W images at src (leading
-  /// dimension ld) into layout g at dst (channel length g.L), zeros included.
-  void pad_images(const T* src, index ld, index s0, index nc, index channels, const strip& g,
-                  T* dst) const {
-    const index H = in_.height, W = in_.width, HW = H * W;
-    for (index c = 0; c < channels; ++c) {
-      T* d = dst + c * g.L;
-      std::fill(d, d + g.front, T(0));
-      for (index r = 0; r < H; ++r) {
-        T* row = d + g.front + r * g.R;
-        for (index s = 0; s < nc; ++s) {
-          std::memcpy(row + s * g.step, src + (s0 + s) * ld + c * HW + r * W,
-                      sizeof(T) * std::size_t(W));
-          std::fill(row + s * g.step + W, row + (s + 1) * g.step, T(0));
-        }
-      }
-      std::fill(d + g.front + H * g.R, d + g.L, T(0));
     }
   }
 
+  /// Copies `channels` channels of samples [s0, s0 + nc) of the images at src (leading
+  /// dimension ld), each split into its st x st phases of g's image size (phase (a, b) of
+  /// channel c: pixels (st r + a, st j + b), written as channel (c st + a) st + b), into layout g
+  /// at dst (channel length g.L), zeros included.
+  static void pad_images(const T* src, index ld, index s0, index nc, index channels, index st,
+                         const strip& g, T* dst) {
+    const index Ho = g.H, Wo = g.W, W = Wo * st, HW = Ho * st * W;
+    for (index c = 0; c < channels; ++c)
+      for (index a = 0; a < st; ++a)
+        for (index b = 0; b < st; ++b) {
+          T* d = dst + ((c * st + a) * st + b) * g.L;
+          std::fill(d, d + g.front, T(0));
+          for (index r = 0; r < Ho; ++r) {
+            T* row = d + g.front + r * g.R;
+            for (index s = 0; s < nc; ++s) {
+              const T* in = src + (s0 + s) * ld + c * HW + (st * r + a) * W + b;
+              T* out = row + s * g.step;
+              if (st == 1)
+                std::memcpy(out, in, sizeof(T) * std::size_t(Wo));
+              else
+                for (index j = 0; j < Wo; ++j) out[j] = in[st * j];
+              std::fill(out + Wo, out + g.step, T(0));
+            }
+          }
+          std::fill(d + g.front + g.M, d + g.L, T(0));
+        }
+  }
+
   /// Writes `channels` columns of src (leading dimension lds; pixel (s, r, j) at row
-  /// s sample_step + r row_step + j) into samples [s0, s0 + nc) of the H x W images at dst
-  /// (leading dimension ld), adding bias[c] when bias is not null.
+  /// s sample_step + r row_step + j) into samples [s0, s0 + nc) of the images at dst (leading
+  /// dimension ld) as their H x W phase (a, b) of stride st (pixels (st r + a, st j + b) of an
+  /// st H x st W image), adding bias[c] when bias is not null.
   static void unpad_images(const T* src, index lds, index sample_step, index row_step, index s0,
                            index nc, index channels, index H, index W, T* dst, index ld,
-                           const T* bias) {
-    const index HW = H * W;
+                           const T* bias, index st = 1, index a = 0, index pb = 0) {
+    const index HW = H * W * st * st;
     for (index s = 0; s < nc; ++s)
       for (index c = 0; c < channels; ++c) {
         const T* sc = src + c * lds + s * sample_step;
         T* dc = dst + (s0 + s) * ld + c * HW;
         const T b = bias ? bias[c] : T(0);
+        if (st > 1) {
+          for (index r = 0; r < H; ++r)
+            for (index j = 0; j < W; ++j)
+              dc[(st * r + a) * st * W + st * j + pb] = sc[r * row_step + j] + b;
+          continue;
+        }
         if (row_step == W) {
           if (bias)
             for (index q = 0; q < HW; ++q) dc[q] = sc[q] + b;
@@ -317,17 +389,18 @@ class conv2d final : public layer<T> {
     T* ws = static_cast<T*>(detail::thread_scratch().p);
     using rhs_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::RowMajor>;  // W^T
     const T* bias = has_bias_ ? b_.data() : nullptr;
-    if (same_) {
+    if (offset_) {
       const strip g = layout(nc), gf = layout(pl.cs);
+      const index ss = stride_ * stride_;
       index* koff = reinterpret_cast<index*>(ws);
       const index mr = detail::offset_gemm_mr<T>(), ldo = tiles(g.M);
       T* xp = ws + lines(index_scalars(K)) + lines(index_scalars(O * kk));
-      T* out = xp + lines(C * gf.L + mr);
+      T* out = xp + lines(C * ss * gf.L + mr);
       T* gbuf = out + lines(tiles(gf.M) * O);
       tap_offsets(g, koff, nullptr);
-      pad_images(x.data(), x.rows(), s0, nc, C, g, xp);
+      pad_images(x.data(), x.rows(), s0, nc, C, stride_, g, xp);
       if (pl.direct_out) {
-        std::fill(xp + C * g.L, xp + C * g.L + mr, T(0));  // read by the last tile's spare rows
+        std::fill(xp + C * ss * g.L, xp + C * ss * g.L + mr, T(0));  // read by spare tile rows
         detail::offset_gemm(g.M, O, K, xp + g.front, koff, packed_.data(), out, ldo);
       } else {
         std::fill(out, out + ldo * O, T(0));
@@ -367,34 +440,44 @@ class conv2d final : public layer<T> {
         partial[K * O + o] = sum;
       }
     }
-    if (same_) {
+    if (offset_) {
       const strip g = layout(nc), gf = layout(pl.cs);
+      const index ss = stride_ * stride_;
       index* koff = reinterpret_cast<index*>(ws);
       index* koff_t = reinterpret_cast<index*>(ws + lines(index_scalars(K)));
       T* xp = ws + lines(index_scalars(K)) + lines(index_scalars(O * kk));
       const index mr = detail::offset_gemm_mr<T>(), ldd = tiles(g.M);
-      T* dyp = xp + lines(C * gf.L + mr);
+      T* dyp = xp + lines(C * ss * gf.L + mr);
       T* dxo = dyp + lines(O * gf.L + mr);
       T* gbuf = dxo + lines(tiles(gf.M) * C);
       tap_offsets(g, koff, koff_t);
-      pad_images(x.data(), x.rows(), s0, nc, C, g, xp);
-      pad_images(dy.data(), dy.rows(), s0, nc, O, g, dyp);
+      pad_images(x.data(), x.rows(), s0, nc, C, stride_, g, xp);
+      pad_images(dy.data(), dy.rows(), s0, nc, O, 1, g, dyp);
       // dW^T (K x O) = unfold(x)^T dy over the chunk's rows (dy is zero between pixels).
       detail::gemm_mapped<Eigen::RowMajor, Eigen::ColMajor>(
           K, O, g.M, detail::offset_matrix<T, Eigen::RowMajor>{xp + g.front, koff},
           mat_t(dyp + g.front, g.L), partial, K, T(1), gbuf);
       if (want_dx) {
-        if (pl.direct_in) {
-          std::fill(dyp + O * g.L, dyp + O * g.L + mr, T(0));
-          detail::offset_gemm(g.M, C, O * kk, dyp + g.front, koff_t, packed_.data(), dxo, ldd);
-        } else {
-          std::fill(dxo, dxo + ldd * C, T(0));
-          detail::gemm_mapped<Eigen::ColMajor, Eigen::ColMajor>(
-              g.M, C, O * kk, detail::offset_matrix<T, Eigen::ColMajor>{dyp + g.front, koff_t},
-              mat_t(wt_.data(), O * kk), dxo, ldd, T(1), gbuf);
+        // dL/dx one phase at a time: the product over that phase's taps, then scattered.
+        if (pl.direct_in) std::fill(dyp + O * g.L, dyp + O * g.L + mr, T(0));
+        for (index ph = 0; ph < ss; ++ph) {
+          const index start = phase_start_[std::size_t(ph)];
+          const index kd = O * (phase_start_[std::size_t(ph + 1)] - start);
+          if (kd == 0) {
+            std::fill(dxo, dxo + ldd * C, T(0));  // no tap reads this phase
+          } else if (pl.direct_in) {
+            detail::offset_gemm(g.M, C, kd, dyp + g.front, koff_t + O * start,
+                                packed_.data() + C * O * start, dxo, ldd);
+          } else {
+            std::fill(dxo, dxo + ldd * C, T(0));
+            detail::gemm_mapped<Eigen::ColMajor, Eigen::ColMajor>(
+                g.M, C, kd,
+                detail::offset_matrix<T, Eigen::ColMajor>{dyp + g.front, koff_t + O * start},
+                mat_t(wt_.data() + O * start, O * kk), dxo, ldd, T(1), gbuf);
+          }
+          unpad_images(dxo, ldd, g.step, g.R, s0, nc, C, out_.height, out_.width, this->dx_.data(),
+                       this->dx_.rows(), nullptr, stride_, ph / stride_, ph % stride_);
         }
-        unpad_images(dxo, ldd, g.step, g.R, s0, nc, C, in_.height, in_.width, this->dx_.data(),
-                     this->dx_.rows(), nullptr);
       }
     } else {
       const index P = out_.spatial(), N = nc * P, Nf = pl.cs * P;
@@ -490,9 +573,12 @@ class conv2d final : public layer<T> {
   image_shape in_, out_;
   index k_, stride_, pad_;
   bool has_bias_;
-  bool same_ = false;  ///< stride 1, odd k, p = (k - 1) / 2: the padded-layout path
+  bool offset_ = false;  ///< odd k, p = (k - 1) / 2, sides divisible by s: the offset path
+  index q_ = 0;          ///< largest tap shift |du| (the padding of the strip layout)
+  std::vector<index> tap_shift_, tap_phase_;     ///< du(u) and a(u) for u < k
+  std::vector<index> phase_taps_, phase_start_;  ///< taps t grouped by the phase they read
   matrix<T> w_, dw_, b_, db_;
-  matrix<T> wt_;                      ///< W rearranged (o k k + t, c) for dL/dx of "same" convs
+  matrix<T> wt_;                      ///< W regrouped by input phase for dL/dx (see backward)
   std::vector<T> packed_;             ///< W^T or wt_ packed for offset_gemm (see plan)
   std::vector<index> koff_, koff_t_;  ///< tap offsets in the padded layout (see tap_offsets)
 };
