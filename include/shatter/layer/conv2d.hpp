@@ -172,11 +172,16 @@ class conv2d final : public layer<T> {
       if (has_bias_) db_.setZero();
       return this->dx_;
     }
-    // dW = sum over chunks of the K x O partial products, transposed, in chunk order.
-    Eigen::Map<const matrix<T>> first(partials.data(), K, O);
-    dw_ = first.transpose();
-    for (index b = 1; b < pl.chunks; ++b)
-      dw_ += Eigen::Map<const matrix<T>>(partials.data() + b * per, K, O).transpose();
+    // dW = sum over chunks of the partial products (O x K, or K x O transposed), in chunk order.
+    if (pl.direct_w) {
+      dw_ = Eigen::Map<const matrix<T>>(partials.data(), O, K);
+      for (index b = 1; b < pl.chunks; ++b)
+        dw_ += Eigen::Map<const matrix<T>>(partials.data() + b * per, O, K);
+    } else {
+      dw_ = Eigen::Map<const matrix<T>>(partials.data(), K, O).transpose();
+      for (index b = 1; b < pl.chunks; ++b)
+        dw_ += Eigen::Map<const matrix<T>>(partials.data() + b * per, K, O).transpose();
+    }
     if (has_bias_) {
       db_ = Eigen::Map<const matrix<T>>(partials.data() + K * O, O, 1);
       for (index b = 1; b < pl.chunks; ++b)
@@ -254,6 +259,7 @@ class conv2d final : public layer<T> {
     index begin(index b) const { return n * b / chunks; }
     index size(index b) const { return begin(b + 1) - begin(b); }
     bool direct_out, direct_in;  ///< y and dL/dx by offset_gemm (channel counts fit its tiles)
+    bool direct_w;               ///< dL/dW by offset_gemm_tn (chunk partials are O x K, else K x O)
     std::size_t scratch;
   };
   /// n rounded up to whole register tiles of offset_gemm.
@@ -271,6 +277,7 @@ class conv2d final : public layer<T> {
     if (n == 0) return pl;  // no chunks
     pl.direct_out = offset_ && O % detail::offset_gemm_nr == 0;
     pl.direct_in = offset_ && C % detail::offset_gemm_nr == 0;
+    pl.direct_w = offset_ && O % (2 * index(Eigen::internal::packet_traits<T>::size)) == 0;
     const index most = std::max<index>(1, std::min<index>(n, chunk_elements() / per));
     pl.chunks = (n + most - 1) / most;
     if (pl.chunks % 2 == 1 && pl.chunks < n) ++pl.chunks;
@@ -290,7 +297,8 @@ class conv2d final : public layer<T> {
       // (room for whole tiles: a margin after the last channel, outputs rounded up)
       const index mr = detail::offset_gemm_mr<T>();
       own = lines(index_scalars(K)) + lines(index_scalars(O * kk)) + lines(C * ss * g.L + mr) +
-            (backward ? lines(O * g.L + mr) + lines(tiles(g.M) * C) : lines(tiles(g.M) * O));
+            (backward ? lines(O * g.L + mr) + lines(tiles(g.M) * C) + lines(g.M * O)
+                      : lines(tiles(g.M) * O));
     } else {
       const index N = pl.cs * out_.spatial();
       own = lines(N * K) + lines(N * O);
@@ -449,14 +457,26 @@ class conv2d final : public layer<T> {
       const index mr = detail::offset_gemm_mr<T>(), ldd = tiles(g.M);
       T* dyp = xp + lines(C * ss * gf.L + mr);
       T* dxo = dyp + lines(O * gf.L + mr);
-      T* gbuf = dxo + lines(tiles(gf.M) * C);
+      T* dyt = dxo + lines(tiles(gf.M) * C);  // dL/dy transposed: M x O row-major
+      T* gbuf = dyt + lines(gf.M * O);
       tap_offsets(g, koff, koff_t);
       pad_images(x.data(), x.rows(), s0, nc, C, stride_, g, xp);
       pad_images(dy.data(), dy.rows(), s0, nc, O, 1, g, dyp);
-      // dW^T (K x O) = unfold(x)^T dy over the chunk's rows (dy is zero between pixels).
-      detail::gemm_mapped<Eigen::RowMajor, Eigen::ColMajor>(
-          K, O, g.M, detail::offset_matrix<T, Eigen::RowMajor>{xp + g.front, koff},
-          mat_t(dyp + g.front, g.L), partial, K, T(1), gbuf);
+      // dW = dy^T unfold(x) over the chunk's rows (dy is zero between pixels).
+      if (pl.direct_w) {
+        for (index i0 = 0; i0 < g.M; i0 += 16) {  // transposed in blocks of 16 rows
+          const index i1 = std::min(g.M, i0 + 16);
+          for (index o = 0; o < O; ++o) {
+            const T* src = dyp + g.front + o * g.L;
+            for (index i = i0; i < i1; ++i) dyt[i * O + o] = src[i];
+          }
+        }
+        detail::offset_gemm_tn(g.M, O, K, xp + g.front, koff, dyt, partial, O);
+      } else {
+        detail::gemm_mapped<Eigen::RowMajor, Eigen::ColMajor>(
+            K, O, g.M, detail::offset_matrix<T, Eigen::RowMajor>{xp + g.front, koff},
+            mat_t(dyp + g.front, g.L), partial, K, T(1), gbuf);
+      }
       if (want_dx) {
         // dL/dx one phase at a time: the product over that phase's taps, then scattered.
         if (pl.direct_in) std::fill(dyp + O * g.L, dyp + O * g.L + mr, T(0));

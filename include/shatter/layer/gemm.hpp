@@ -215,6 +215,64 @@ void offset_gemm(index m, index n, index k, const T* a, const index* offset, con
   }
 }
 
+/// One register tile of offset_gemm_tn: rows [k0, k0 + KR) of C^T, NP packets of columns.
+template <int KR, int NP, class T>
+void offset_gemm_tn_tile(index m, index n, index k0, index j0, const T* a, const index* offset,
+                         const T* bt, T* ct, index ldct) {
+  namespace ei = Eigen::internal;
+  using packet = typename ei::packet_traits<T>::type;
+  constexpr index ps = ei::packet_traits<T>::size;
+  const T* ak[KR];
+  packet acc[KR][NP];
+  for (int r = 0; r < KR; ++r) {
+    ak[r] = a + offset[k0 + r];
+    for (int q = 0; q < NP; ++q) acc[r][q] = ei::pset1<packet>(T(0));
+  }
+  const T* bi = bt + j0;
+  for (index i = 0; i < m; ++i, bi += n) {
+    packet b[NP];
+    for (int q = 0; q < NP; ++q) b[q] = ei::ploadu<packet>(bi + q * ps);
+    for (int r = 0; r < KR; ++r) {
+      const packet x = ei::pset1<packet>(ak[r][i]);
+      for (int q = 0; q < NP; ++q) acc[r][q] = ei::pmadd(x, b[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < KR; ++r)
+    for (int q = 0; q < NP; ++q) ei::pstoreu(ct + (k0 + r) * ldct + j0 + q * ps, acc[r][q]);
+}
+
+/// C^T = B^T A (overwritten), i.e. C = A^T B, for the m x k offset matrix A(i, kk) =
+/// a[i + offset[kk]] and B given transposed: bt row-major m x n (bt[i n + j]). The result is
+/// C^T, n x k column-major with leading dimension ldct (ct[kk ldct + j]): a convolution's weight
+/// gradient dW (out x in k k) as the sum over positions i of dL/dy(i, :) times the unfolded input
+/// row, read straight from the padded image (broadcasts of A against packets of B, register tiles
+/// of up to 24 rows of A), so neither operand is packed. Reads exactly rows [0, m).
+/// Preconditions: n % (SIMD packet size of T) == 0.
+template <class T>
+void offset_gemm_tn(index m, index n, index k, const T* a, const index* offset, const T* bt, T* ct,
+                    index ldct) {
+  constexpr index ps = Eigen::internal::packet_traits<T>::size;
+#ifdef EIGEN_VECTORIZE_AVX512
+  constexpr int kr = 24;
+#else
+  constexpr int kr = 12;
+#endif
+  index j0 = 0;
+  for (; j0 + 2 * ps <= n; j0 += 2 * ps) {
+    index k0 = 0;
+    for (; k0 + kr / 2 <= k; k0 += kr / 2)
+      offset_gemm_tn_tile<kr / 2, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
+    for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
+  }
+  for (; j0 < n; j0 += ps) {
+    index k0 = 0;
+    for (; k0 + kr <= k; k0 += kr)
+      offset_gemm_tn_tile<kr, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
+    for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
+    for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
+  }
+}
+
 /// How many blocks to cut `extent` rows or columns into for `threads` threads: one block on one
 /// thread (no repacking), otherwise SHATTER_BLOCKS_PER_THREAD per thread (default 1: measured
 /// best here, the shared operand is repacked per block) of at least `min_block` each.
