@@ -18,7 +18,18 @@
 #define SHATTER_MIN_BLOCK 64
 #endif
 
+#ifdef SHATTER_OPENBLAS
+extern "C" void openblas_set_num_threads(int);
+#endif
+
 namespace shatter::detail {
+
+#ifdef SHATTER_OPENBLAS
+/// With EIGEN_USE_BLAS on OpenBLAS (CMake option SHATTER_USE_BLAS), products run inside the
+/// blocks of shatter's own pool, so OpenBLAS must not start threads of its own (2 x 2 threads on
+/// 2 cores ran 3-5x slower): set to one thread when the program starts.
+inline const bool openblas_single_threaded = (openblas_set_num_threads(1), true);
+#endif
 
 /// Storage of a product operand: `plain` is the column-major matrix itself, `transposed` uses its
 /// transpose (a column-major k x m matrix read as a row-major m x k one), without copying.
