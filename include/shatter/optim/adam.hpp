@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "shatter/layer/parallel.hpp"
 #include "shatter/optim/optimizer.hpp"
 
 namespace shatter {
@@ -51,21 +52,28 @@ class adam final : public optimizer<T> {
     const T step_size = T(this->lr_ / (1 - std::pow(o_.beta1, t)));
     const T inv_sqrt_bc2 = T(1 / std::sqrt(1 - std::pow(o_.beta2, t)));
     const bool l2 = wd != T(0) && !o_.decoupled_weight_decay;
+    const T lr = T(this->lr_);
     for (std::size_t k = 0; k < this->params_.size(); ++k) {
       this->check_shapes(k, m_[k]);
-      auto p = this->params_[k].value->array();
-      const auto g = this->params_[k].grad->array();
-      auto m = m_[k].array();
-      auto v = v_[k].array();
-      if (wd != T(0) && o_.decoupled_weight_decay) p *= T(1) - T(this->lr_) * wd;
-      if (l2) {
-        m = b1 * m + (T(1) - b1) * (g + wd * p);
-        v = b2 * v + (T(1) - b2) * (g + wd * p).square();
-      } else {
-        m = b1 * m + (T(1) - b1) * g;
-        v = b2 * v + (T(1) - b2) * g.square();
-      }
-      p -= step_size * m / (v.sqrt() * inv_sqrt_bc2 + eps);
+      T* pd = this->params_[k].value->data();
+      const T* gd = this->params_[k].grad->data();
+      T* md = m_[k].data();
+      T* vd = v_[k].data();
+      // elementwise, so large parameters are updated in blocks on the thread pool
+      detail::parallel_columns(1, this->params_[k].value->size(), [&](index c0, index c1) {
+        using vec = Eigen::Array<T, Eigen::Dynamic, 1>;
+        Eigen::Map<vec> p(pd + c0, c1 - c0), m(md + c0, c1 - c0), v(vd + c0, c1 - c0);
+        const Eigen::Map<const vec> g(gd + c0, c1 - c0);
+        if (wd != T(0) && o_.decoupled_weight_decay) p *= T(1) - lr * wd;
+        if (l2) {
+          m = b1 * m + (T(1) - b1) * (g + wd * p);
+          v = b2 * v + (T(1) - b2) * (g + wd * p).square();
+        } else {
+          m = b1 * m + (T(1) - b1) * g;
+          v = b2 * v + (T(1) - b2) * g.square();
+        }
+        p -= step_size * m / (v.sqrt() * inv_sqrt_bc2 + eps);
+      });
     }
     ++this->steps_;
   }
