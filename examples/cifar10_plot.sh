@@ -27,7 +27,7 @@ if rows:
           f'{r["test_acc"]:.3f} | {max(x["test_acc"] for x in rows):.3f} | '
           f'{sum(x["seconds"] for x in rows) / len(rows):.0f} |')
 PY
-  case $name in *-20|*-8|*-14) lt=1;; *) lt=2;; esac
+  case $name in *-20|*-8|*-14) lt=1;; *-32|*-44|*-56) lt=2;; *) lt=3;; esac  # dash type by depth
   case $name in resnet*) lc=1;; plain_relu*) lc=2;; plain_crelu_ll*) lc=3;; *) lc=4;; esac
   plots_acc="$plots_acc '$dat' using 1:4 with linespoints dt $lt lc $lc lw 2 title '$name',"
   plots_loss="$plots_loss '$dat' using 1:2 with linespoints dt $lt lc $lc lw 2 title '$name',"

@@ -1,4 +1,4 @@
-// shatter: 2-D convolution over channel-major image columns (one blocked product per chunk).
+// shatter: 2-D convolution over channel-major image columns (products read a padded copy).
 #ifndef SHATTER_LAYER_CONV2D_HPP
 #define SHATTER_LAYER_CONV2D_HPP
 
@@ -146,6 +146,7 @@ class conv2d final : public layer<T> {
     if (offset_ && want_dx) {
       // W regrouped by input phase: row O start(ph) + o n(ph) + i holds the i-th tap of phase ph
       wt_.resize(O * kk, C);
+      if (pl.direct_in) packed_.resize(std::size_t(wt_.size()));
       for (index ph = 0; ph + 1 < index(phase_start_.size()); ++ph) {
         const index start = phase_start_[std::size_t(ph)];
         const index taps = phase_start_[std::size_t(ph + 1)] - start;
@@ -154,15 +155,13 @@ class conv2d final : public layer<T> {
             for (index c = 0; c < C; ++c)
               wt_(O * start + o * taps + i, c) =
                   w_(o, c * kk + phase_taps_[std::size_t(start + i)]);
-        if (pl.direct_in) {
-          packed_.resize(std::size_t(wt_.size()));
+        if (pl.direct_in)
           detail::offset_gemm_pack(O * taps, C, wt_.data() + O * start, 1, O * kk,
                                    packed_.data() + C * O * start);
-        }
       }
     }
     std::vector<T>& partials = detail::conv_partials<T>();
-    const index per = K * O + O;  // a chunk's dW^T, then its bias gradient
+    const index per = K * O + O;  // a chunk's dW (O x K, or K x O), then its bias gradient
     if (partials.size() < std::size_t(pl.chunks * per))
       partials.resize(std::size_t(pl.chunks * per));
     auto run = [&](index b) { backward_chunk(dy, b, pl, partials.data() + b * per); };
