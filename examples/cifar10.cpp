@@ -252,13 +252,14 @@ struct eval_result {
   double loss = 0, acc = 0;
 };
 
-eval_result evaluate(shatter::sequential<T>& net, const shatter::dataset<T>& d) {
+/// Test loss and accuracy in eval mode, in batches of `bs` (the training batch size: the memory
+/// of a forward pass grows with the batch, and a deep net's training batch is known to fit).
+eval_result evaluate(shatter::sequential<T>& net, const shatter::dataset<T>& d, idx bs) {
   shatter::softmax_cross_entropy<T> loss;
   shatter::matrix<T> xb;
   shatter::label_vector yb;
   double lsum = 0;
   idx correct = 0;
-  const idx bs = 500;
   for (idx s = 0; s < d.size(); s += bs) {
     const idx m = std::min(bs, d.size() - s);
     xb = d.x.middleCols(s, m);
@@ -402,7 +403,7 @@ int run(const options& o) {
     bar.finish();
     const double train_secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const eval_result te = evaluate(net, d.test);
+    const eval_result te = evaluate(net, d.test, o.batch);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     total_secs += secs;
