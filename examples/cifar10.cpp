@@ -30,6 +30,7 @@
 #include "shatter/network/cifar.hpp"
 #include "shatter/optim/schedule.hpp"
 #include "shatter/optim/sgd.hpp"
+#include "shatter/train/evaluate.hpp"
 #include "shatter/train/shuffle.hpp"
 
 namespace fs = std::filesystem;
@@ -248,29 +249,6 @@ class progress_bar {
   clock::time_point t0_, last_;
 };
 
-struct eval_result {
-  double loss = 0, acc = 0;
-};
-
-/// Test loss and accuracy in eval mode, in batches of `bs` (the training batch size: the memory
-/// of a forward pass grows with the batch, and a deep net's training batch is known to fit).
-eval_result evaluate(shatter::sequential<T>& net, const shatter::dataset<T>& d, idx bs) {
-  shatter::softmax_cross_entropy<T> loss;
-  shatter::matrix<T> xb;
-  shatter::label_vector yb;
-  double lsum = 0;
-  idx correct = 0;
-  for (idx s = 0; s < d.size(); s += bs) {
-    const idx m = std::min(bs, d.size() - s);
-    xb = d.x.middleCols(s, m);
-    yb.assign(d.labels.begin() + s, d.labels.begin() + s + m);
-    const auto& y = net.forward(xb, shatter::mode::eval);
-    lsum += double(loss.forward(y, yb)) * double(m);
-    correct += shatter::correct_count(y, yb);
-  }
-  return {lsum / double(d.size()), double(correct) / double(d.size())};
-}
-
 /// The one place that writes a checkpoint (network, optimiser, RNG, epoch, step, run options).
 void save(const fs::path& path, shatter::sequential<T>& net, shatter::sgd<T>& opt,
           const shatter::rng& g, std::int64_t epoch, std::int64_t step,
@@ -403,25 +381,28 @@ int run(const options& o) {
     bar.finish();
     const double train_secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const eval_result te = evaluate(net, d.test, o.batch);
+    // in batches of the training batch size: a forward pass's memory grows with the batch, and
+    // a deep net's training batch is known to fit
+    shatter::softmax_cross_entropy<T> test_loss;
+    const shatter::evaluation te = shatter::evaluate(net, test_loss, d.test, o.batch);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     total_secs += secs;
-    last_test = te.acc;
-    best_test = std::max(best_test, te.acc);
+    last_test = te.accuracy;
+    best_test = std::max(best_test, te.accuracy);
     char line[512];
     std::snprintf(line, sizeof line,
                   "{\"epoch\": %lld, \"train_loss\": %.6f, \"train_acc\": %.6f, \"test_loss\": "
                   "%.6f, \"test_acc\": %.6f, \"seconds\": %.2f, \"train_images_per_second\": "
                   "%.1f, \"lr\": %.6g, \"step\": %lld, \"arch\": \"%s\", \"depth\": %lld}",
                   (long long)epoch + 1, lsum / double(seen), double(correct) / double(seen),
-                  te.loss, te.acc, secs, double(seen) / train_secs, opt.learning_rate(),
+                  te.loss, te.accuracy, secs, double(seen) / train_secs, opt.learning_rate(),
                   (long long)step, o.arch.c_str(), (long long)o.depth);
     log << line << "\n" << std::flush;
     std::cerr << "epoch " << epoch + 1 << "/" << o.epochs << ": train loss " << std::setprecision(4)
               << lsum / double(seen) << " acc " << double(correct) / double(seen) << " | test loss "
-              << te.loss << " acc " << te.acc << " | " << std::setprecision(1) << std::fixed << secs
-              << " s" << std::defaultfloat << "\n";
+              << te.loss << " acc " << te.accuracy << " | " << std::setprecision(1) << std::fixed
+              << secs << " s" << std::defaultfloat << "\n";
     save(ckpt, net, opt, g, epoch + 1, step, meta);
   }
   std::ofstream summary(fs::path(o.out) / "summary.json", std::ios::trunc);
