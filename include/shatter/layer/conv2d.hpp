@@ -290,20 +290,43 @@ class conv2d final : public layer<T> {
                                              detail::gemm_scratch_size<T>(M, offset_ ? C : K, kd))
                                   : detail::gemm_scratch_size<T>(M, O, K));
     }
-    index own;
-    if (offset_) {
-      const strip g = layout(pl.cs);
-      // (room for whole tiles: a margin after the last channel, outputs rounded up)
-      const index mr = detail::offset_gemm_mr<T>();
-      own = lines(index_scalars(K)) + lines(index_scalars(O * kk)) + lines(C * ss * g.L + mr) +
-            (backward ? lines(O * g.L + mr) + lines(tiles(g.M) * C) + lines(g.M * O)
-                      : lines(tiles(g.M) * O));
-    } else {
-      const index N = pl.cs * out_.spatial();
-      own = lines(N * K) + lines(N * O);
-    }
-    pl.scratch = std::size_t(own) + gemm;
+    pl.scratch = std::size_t(space(pl.cs, backward).gemm) + gemm;
     return pl;
+  }
+  /// Where a chunk's buffers sit in its thread's scratch (offsets in scalars of T, each on a
+  /// 64-byte line), for chunks of at most cs samples. Offset path: tap offsets (koff, koff_t),
+  /// the padded input (xp, with a margin the spare rows of the last register tile read), then the
+  /// output (out, forward) or the padded dL/dy, one phase of dL/dx and dL/dy transposed (dyp,
+  /// dxo, dyt; backward). im2col path: the unfolded input (xp) and the output or gathered dL/dy
+  /// (out). Packing space for the products starts at `gemm`. make_plan sizes the scratch with it
+  /// and the chunks find their buffers with it.
+  struct chunk_space {
+    index koff = 0, koff_t = 0, xp = 0, out = 0, dyp = 0, dxo = 0, dyt = 0, gemm = 0;
+  };
+  chunk_space space(index cs, bool backward) const {
+    const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
+    chunk_space sp;
+    if (!offset_) {
+      const index N = cs * out_.spatial();
+      sp.out = lines(N * K);
+      sp.gemm = sp.out + lines(N * O);
+      return sp;
+    }
+    const strip g = layout(cs);
+    const index mr = detail::offset_gemm_mr<T>();
+    sp.koff_t = lines(index_scalars(K));
+    sp.xp = sp.koff_t + lines(index_scalars(O * kk));
+    const index after_xp = sp.xp + lines(C * stride_ * stride_ * g.L + mr);
+    if (!backward) {
+      sp.out = after_xp;
+      sp.gemm = sp.out + lines(tiles(g.M) * O);
+      return sp;
+    }
+    sp.dyp = after_xp;
+    sp.dxo = sp.dyp + lines(O * g.L + mr);
+    sp.dyt = sp.dxo + lines(tiles(g.M) * C);
+    sp.gemm = sp.dyt + lines(g.M * O);
+    return sp;
   }
   /// Scalars of T that hold n indices.
   static index index_scalars(index n) {
@@ -391,19 +414,20 @@ class conv2d final : public layer<T> {
   }
 
   void forward_chunk(const matrix<T>& x, index b, const plan& pl) {
-    const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
+    const index C = in_.channels, O = w_.rows(), K = w_.cols();
     const index s0 = pl.begin(b), nc = pl.size(b);
     T* ws = static_cast<T*>(detail::thread_scratch().p);
     using rhs_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::RowMajor>;  // W^T
     const T* bias = has_bias_ ? b_.data() : nullptr;
     if (offset_) {
-      const strip g = layout(nc), gf = layout(pl.cs);
+      const strip g = layout(nc);
+      const chunk_space sp = space(pl.cs, false);
       const index ss = stride_ * stride_;
-      index* koff = reinterpret_cast<index*>(ws);
+      index* koff = reinterpret_cast<index*>(ws + sp.koff);
       const index mr = detail::offset_gemm_mr<T>(), ldo = tiles(g.M);
-      T* xp = ws + lines(index_scalars(K)) + lines(index_scalars(O * kk));
-      T* out = xp + lines(C * ss * gf.L + mr);
-      T* gbuf = out + lines(tiles(gf.M) * O);
+      T* xp = ws + sp.xp;
+      T* out = ws + sp.out;
+      T* gbuf = ws + sp.gemm;
       tap_offsets(g, koff, nullptr);
       pad_images(x.data(), x.rows(), s0, nc, C, stride_, g, xp);
       if (pl.direct_out) {
@@ -418,10 +442,11 @@ class conv2d final : public layer<T> {
       unpad_images(out, ldo, g.step, g.R, s0, nc, O, out_.height, out_.width, this->y_.data(),
                    this->y_.rows(), bias);
     } else {
-      const index P = out_.spatial(), N = nc * P, Nf = pl.cs * P;
-      T* cols = ws;
-      T* out = cols + lines(Nf * K);
-      T* gbuf = out + lines(Nf * O);
+      const index P = out_.spatial(), N = nc * P;
+      const chunk_space sp = space(pl.cs, false);
+      T* cols = ws + sp.xp;
+      T* out = ws + sp.out;
+      T* gbuf = ws + sp.gemm;
       im2col(x.data(), x.rows(), s0, nc, cols);
       std::fill(out, out + N * O, T(0));
       detail::gemm_accumulate<detail::operand::plain, detail::operand::transposed>(
@@ -448,16 +473,17 @@ class conv2d final : public layer<T> {
       }
     }
     if (offset_) {
-      const strip g = layout(nc), gf = layout(pl.cs);
+      const strip g = layout(nc);
+      const chunk_space sp = space(pl.cs, true);
       const index ss = stride_ * stride_;
-      index* koff = reinterpret_cast<index*>(ws);
-      index* koff_t = reinterpret_cast<index*>(ws + lines(index_scalars(K)));
-      T* xp = ws + lines(index_scalars(K)) + lines(index_scalars(O * kk));
+      index* koff = reinterpret_cast<index*>(ws + sp.koff);
+      index* koff_t = reinterpret_cast<index*>(ws + sp.koff_t);
       const index mr = detail::offset_gemm_mr<T>(), ldd = tiles(g.M);
-      T* dyp = xp + lines(C * ss * gf.L + mr);
-      T* dxo = dyp + lines(O * gf.L + mr);
-      T* dyt = dxo + lines(tiles(gf.M) * C);  // dL/dy transposed: M x O row-major
-      T* gbuf = dyt + lines(gf.M * O);
+      T* xp = ws + sp.xp;
+      T* dyp = ws + sp.dyp;
+      T* dxo = ws + sp.dxo;
+      T* dyt = ws + sp.dyt;  // dL/dy transposed: M x O row-major
+      T* gbuf = ws + sp.gemm;
       tap_offsets(g, koff, koff_t);
       pad_images(x.data(), x.rows(), s0, nc, C, stride_, g, xp);
       pad_images(dy.data(), dy.rows(), s0, nc, O, 1, g, dyp);
@@ -499,10 +525,11 @@ class conv2d final : public layer<T> {
         }
       }
     } else {
-      const index P = out_.spatial(), N = nc * P, Nf = pl.cs * P;
-      T* cols = ws;
-      T* gt = cols + lines(Nf * K);
-      T* gbuf = gt + lines(Nf * O);
+      const index P = out_.spatial(), N = nc * P;
+      const chunk_space sp = space(pl.cs, true);
+      T* cols = ws + sp.xp;
+      T* gt = ws + sp.out;
+      T* gbuf = ws + sp.gemm;
       for (index s = 0; s < nc; ++s)
         for (index o = 0; o < O; ++o)
           std::memcpy(gt + o * N + s * P, dy.data() + (s0 + s) * dy.rows() + o * P,
