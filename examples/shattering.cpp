@@ -171,28 +171,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-/// Runs fn(0..n-1) on `threads` worker threads, biggest jobs first (the caller orders them).
-void parallel_for(std::size_t n, int threads, const std::function<void(std::size_t)>& fn) {
-  std::atomic<std::size_t> next{0};
-  std::exception_ptr failure;
-  std::mutex mu;
-  auto work = [&] {
-    for (std::size_t i; (i = next++) < n;) {
-      try {
-        fn(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!failure) failure = std::current_exception();
-      }
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (failure) std::rethrow_exception(failure);
-}
-
 /// A network configuration probed over seeds.
 struct net_key {
   architecture arch;
@@ -313,7 +291,7 @@ int main(int argc, char** argv) {
     std::mutex mu;
     std::atomic<std::size_t> done{0};
     const auto t_probe = std::chrono::steady_clock::now();
-    parallel_for(jobs.size(), c.threads, [&](std::size_t i) {
+    shatter::exec::parallel_for(idx(jobs.size()), c.threads, [&](std::size_t i) {
       const job& j = jobs[i];
       net_result* r;
       {
@@ -498,7 +476,7 @@ int main(int argc, char** argv) {
         fig3[a] = {std::vector<double>(fig3_depth, 0.0), std::vector<double>(fig3_depth, 0.0)};
       probe::sweep_options ao = so;
       if (ao.bn == probe::bn_statistics::through) ao.bn = probe::bn_statistics::fixed;
-      parallel_for(fig3_archs.size() * std::size_t(c.seeds), c.threads, [&](std::size_t i) {
+      shatter::exec::parallel_for(idx(fig3_archs.size()) * c.seeds, c.threads, [&](std::size_t i) {
         const architecture a = fig3_archs[i / std::size_t(c.seeds)];
         const int s = int(i % std::size_t(c.seeds));
         const net_key k{a, fig3_depth, 1.0};
@@ -546,7 +524,7 @@ int main(int argc, char** argv) {
         double lag_fixed = 0, lag_through = 0, max_rel_diff = 0;
       };
       std::vector<bn_cmp> cmp(bn_archs.size() * std::size_t(bn_seeds));
-      parallel_for(cmp.size(), c.threads, [&](std::size_t i) {
+      shatter::exec::parallel_for(idx(cmp.size()), c.threads, [&](std::size_t i) {
         const architecture a = bn_archs[i / std::size_t(bn_seeds)];
         const net_key k{a, bn_depth, 1.0};
         shatter::rng g(seed_of(k, int(i % std::size_t(bn_seeds))));

@@ -25,7 +25,7 @@
 #include "shatter/layer/batch_norm.hpp"
 #include "shatter/layer/dense.hpp"
 #include "shatter/layer/layer.hpp"
-#include "shatter/layer/residual.hpp"
+#include "shatter/network/residual.hpp"
 
 #include "shatter/network/builders.hpp"
 #include "shatter/network/sequential.hpp"
@@ -54,18 +54,18 @@
 #include "shatter/probe/units.hpp"
 
 // Convolutional networks and CIFAR-10 (issue 4).
+#include "shatter/core/shape.hpp"
 #include "shatter/data/augment.hpp"
 #include "shatter/data/cifar10.hpp"
 #include "shatter/data/normalize.hpp"
 #include "shatter/init/delta_orthogonal.hpp"
 #include "shatter/init/looks_linear_conv.hpp"
-#include "shatter/layer/branch_sum.hpp"
 #include "shatter/layer/conv2d.hpp"
 #include "shatter/layer/flatten.hpp"
 #include "shatter/layer/global_avg_pool.hpp"
-#include "shatter/layer/image_shape.hpp"
 #include "shatter/layer/max_pool2d.hpp"
 #include "shatter/layer/subsample_pad.hpp"
+#include "shatter/network/branch_sum.hpp"
 #include "shatter/network/cifar.hpp"
 
 #endif  // SHATTER_SHATTER_HPP

@@ -18,7 +18,7 @@ Eigen::MatrixXd eye(Eigen::Index n) {
 TEST_CASE("conv looks-linear init mirrors input channel c with c + C and W0 is orthogonal") {
   rng g(31);
   crelu<double> act;
-  act.connect(3 * 6 * 6, "");
+  act.connect({3, 6, 6}, "");
   conv2d<double> c({6, 6, 6}, 5, 3, 1, 1, false);
   init::looks_linear(c, act, g);
   const auto& w = c.weight();
@@ -44,12 +44,12 @@ TEST_CASE("conv looks-linear init refuses a producer that is not a matching CReL
   rng g(32);
   conv2d<double> c({6, 4, 4}, 2, 3, 1, 1, false);
   relu<double> r;
-  r.connect(96, "");
+  r.connect({96, 1, 1}, "");
   CHECK_THROWS_WITH(init::looks_linear(c, r, g, init::ll_base::orthogonal, "layer 4:"),
                     Catch::Contains("layer 4:") && Catch::Contains("conv2d(6 x 4 x 4") &&
                         Catch::Contains("relu(96)"));
   crelu<double> small;
-  small.connect(2 * 16, "");  // 64 outputs, conv takes 96
+  small.connect({2, 4, 4}, "");  // 64 outputs, conv takes 96
   CHECK_THROWS_WITH(init::looks_linear(c, small, g),
                     Catch::Contains("64") && Catch::Contains("96"));
   CHECK_THROWS_AS(init::looks_linear_delta_orthogonal(c, r, g), shape_error);
@@ -74,7 +74,7 @@ TEST_CASE("delta-orthogonal kernels: only the centre tap, orthogonal, pixelwise 
   CHECK(y.colwise().norm().isApprox(x.colwise().norm(), 1e-12));
 
   crelu<double> act;
-  act.connect(100, "");
+  act.connect({100, 1, 1}, "");
   conv2d<double> m({8, 5, 5}, 4, 3, 1, 1, false);
   init::looks_linear_delta_orthogonal(m, act, g);
   const Eigen::MatrixXd h = act.forward(x, mode::train);

@@ -3,12 +3,12 @@
 
 #include "../support/gradcheck.hpp"
 #include "shatter/activation/relu.hpp"
-#include "shatter/layer/branch_sum.hpp"
 #include "shatter/layer/conv2d.hpp"
 #include "shatter/layer/flatten.hpp"
 #include "shatter/layer/global_avg_pool.hpp"
 #include "shatter/layer/max_pool2d.hpp"
 #include "shatter/layer/subsample_pad.hpp"
+#include "shatter/network/branch_sum.hpp"
 
 using namespace shatter;
 

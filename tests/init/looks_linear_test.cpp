@@ -58,11 +58,11 @@ TEST_CASE("looks-linear init refuses inputs that are not a matching CReLU output
 
   dense<double> d(8, 3);
   relu<double> r;
-  r.connect(8, "");
+  r.connect({8, 1, 1}, "");
   CHECK_THROWS_WITH(init::looks_linear(d, r, g),
                     Catch::Contains("dense(8 -> 3, bias)") && Catch::Contains("relu(8)"));
   crelu<double> c;
-  c.connect(3, "");  // outputs 6, not 8
+  c.connect({3, 1, 1}, "");  // outputs 6, not 8
   CHECK_THROWS_WITH(init::looks_linear(d, c, g), Catch::Contains("(6)") && Catch::Contains("(8)"));
 
   // A whole ReLU network cannot be made looks-linear.

@@ -84,7 +84,7 @@ TEMPLATE_TEST_CASE("activations work in float", "", float, double) {
 
 TEST_CASE("activations reject a batch of the wrong size once connected") {
   relu<double> r;
-  r.connect(4, "layer 1:");
+  r.connect({4, 1, 1}, "layer 1:");
   matrix<double> x(3, 2);
   x.setZero();
   CHECK_THROWS_AS(r.forward(x, mode::train), shape_error);

@@ -6,7 +6,7 @@
 #include "shatter/init/he.hpp"
 #include "shatter/layer/batch_norm.hpp"
 #include "shatter/layer/dense.hpp"
-#include "shatter/layer/residual.hpp"
+#include "shatter/network/residual.hpp"
 
 using namespace shatter;
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "shatter/core/threads.hpp"
-#include "shatter/layer/gemm.hpp"
+#include "shatter/exec/gemm.hpp"
 #include "shatter/network/builders.hpp"
 
 TEST_CASE("parallel_blocks runs every block exactly once", "[perf][parallel]") {
@@ -16,7 +16,8 @@ TEST_CASE("parallel_blocks runs every block exactly once", "[perf][parallel]") {
     std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
     for (int rep = 0; rep < 50; ++rep)
       shatter::detail::parallel_blocks<float>(
-          n, 16, [&](shatter::index i) { hits[static_cast<std::size_t>(i)].fetch_add(1); });
+          shatter::exec::context{2}, n, 16,
+          [&](shatter::index i) { hits[static_cast<std::size_t>(i)].fetch_add(1); });
     for (auto& h : hits) REQUIRE(h.load() == 50);
   }
   shatter::set_threads(1);
@@ -27,9 +28,11 @@ TEST_CASE("nested and concurrent parallel_blocks calls complete", "[perf][parall
   std::atomic<long> sum{0};
   auto job = [&] {
     for (int rep = 0; rep < 200; ++rep)
-      shatter::detail::parallel_blocks<float>(8, 0, [&](shatter::index i) {
-        shatter::detail::parallel_blocks<float>(4, 0, [&](shatter::index j) { sum += i * 4 + j; });
-      });
+      shatter::detail::parallel_blocks<float>(
+          shatter::exec::context{2}, 8, 0, [&](shatter::index i) {
+            shatter::detail::parallel_blocks<float>(shatter::exec::context{2}, 4, 0,
+                                                    [&](shatter::index j) { sum += i * 4 + j; });
+          });
   };
   std::thread a(job), b(job);
   a.join();
@@ -60,7 +63,7 @@ shatter::matrix<double> step_params(int threads) {
     for (auto& p : params) *p.value -= 0.05 * *p.grad;
   }
   shatter::set_threads(1);
-  return net[2].output();  // the second dense layer's output after three steps
+  return net.forward(x, shatter::mode::eval);  // the outputs after three steps
 }
 }  // namespace
 

@@ -49,17 +49,25 @@ class nan_on_backward final : public shatter::layer<double> {
  public:
   explicit nan_on_backward(Index n, int bad_call) : n_(n), bad_(bad_call) {}
   std::string kind() const override { return "nan_on_backward"; }
-  Index in_size() const override { return n_; }
-  Index out_size() const override { return n_; }
-  const matrix<double>& forward(const matrix<double>& x, shatter::mode) override {
-    x_ = &x;
-    y_ = x;
-    return y_;
+  shatter::image_shape input_shape() const override { return {n_, 1, 1}; }
+  shatter::image_shape output_shape() const override { return {n_, 1, 1}; }
+  shatter::backward_reads reads() const override { return {}; }
+  void forward_kernel(shatter::const_batch_view<double> x, shatter::batch_view<double> y,
+                      shatter::mode, const shatter::kernel_env<double>&) override {
+    y = x;
   }
-  const matrix<double>& backward(const matrix<double>& dy) override {
-    dx_ = dy;
-    if (++calls_ == bad_) dx_.setConstant(std::numeric_limits<double>::quiet_NaN());
-    return dx_;
+  void backward_kernel(shatter::const_batch_view<double>, shatter::const_batch_view<double>,
+                       shatter::const_batch_view<double> dy, shatter::batch_view<double> dx, bool,
+                       const shatter::kernel_env<double>&) override {
+    if (dx.size() == 0) return;
+    dx = dy;
+    if (++calls_ == bad_) dx.setConstant(std::numeric_limits<double>::quiet_NaN());
+  }
+  void tangent_kernel(shatter::const_batch_view<double> x, shatter::const_batch_view<double> dx,
+                      shatter::batch_view<double> y, shatter::batch_view<double> dy,
+                      shatter::batch_stats, const shatter::kernel_env<double>&) override {
+    y = x;
+    dy = dx;
   }
   std::unique_ptr<shatter::layer<double>> clone() const override {
     return std::make_unique<nan_on_backward>(*this);

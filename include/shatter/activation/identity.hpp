@@ -2,30 +2,32 @@
 #ifndef SHATTER_ACTIVATION_IDENTITY_HPP
 #define SHATTER_ACTIVATION_IDENTITY_HPP
 
+#include <string>
+
 #include "shatter/activation/elementwise.hpp"
 
 namespace shatter {
 
-/// Identity: y = z, dy/dz = 1 (a linear network, the reference looks-linear nets match at init).
-/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
-/// instances, e.g. clones, may run on distinct threads concurrently.
+/// The identity functor: f(z) = z, f'(z) = 1 (a linear network, the reference looks-linear nets
+/// match at initialisation).
 template <class T>
-class identity final : public elementwise<T> {
- public:
-  identity() = default;
-  std::string kind() const override { return "identity"; }
-  const matrix<T>& forward(const matrix<T>& x, mode) override {
-    this->begin_forward(x);
-    this->y_ = x;
-    return this->y_;
+struct identity_op {
+  static constexpr const char* name = "identity";
+  static constexpr derivative_from from = derivative_from::nothing;
+  template <class A>
+  auto value(const A& z) const {
+    return z;
   }
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->begin_backward(dy);
-    this->dx_ = dy;
-    return this->dx_;
+  template <class A, class G>
+  auto derivative(const A&, const G& g) const {
+    return g;
   }
-  std::unique_ptr<layer<T>> clone() const override { return std::make_unique<identity>(*this); }
+  std::string args() const { return ""; }
 };
+
+/// Identity activation: y = z. See identity_op.
+template <class T>
+using identity = activation<T, identity_op<T>>;
 
 }  // namespace shatter
 

@@ -3,43 +3,37 @@
 #define SHATTER_ACTIVATION_LEAKY_RELU_HPP
 
 #include <cmath>
+#include <string>
 
 #include "shatter/activation/elementwise.hpp"
 
 namespace shatter {
 
-/// Leaky ReLU: y = z for z > 0, a z otherwise (a fixed; a = 1 is the identity, the
-/// looks-linear limit used by TAT). Derivative at 0 is a.
-/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
-/// instances, e.g. clones, may run on distinct threads concurrently.
+/// The leaky ReLU functor: f(z) = z for z > 0, a z otherwise, with a fixed slope a (a = 1 is the
+/// identity, the looks-linear limit TAT approaches); f'(z) = 1[z > 0] + a 1[z <= 0] (a at 0).
 template <class T>
-class leaky_relu final : public elementwise<T> {
- public:
-  /// `slope` is the negative-side slope a; must be finite.
-  explicit leaky_relu(T slope = T(0.01)) : a_(slope) {
-    require<config_error>(std::isfinite(slope), "leaky_relu: slope must be finite, got ", slope);
+struct leaky_relu_op {
+  static constexpr const char* name = "leaky_relu";
+  static constexpr derivative_from from = derivative_from::input;
+  T slope = T(0.01);
+  /// `a` is the negative-side slope; must be finite.
+  leaky_relu_op(T a = T(0.01)) : slope(a) {  // NOLINT: converts from the slope on purpose
+    require<config_error>(std::isfinite(a), "leaky_relu: slope must be finite, got ", a);
   }
-  std::string kind() const override { return "leaky_relu"; }
-  std::string describe() const override {
-    return detail::cat("leaky_relu(", this->n_, ", slope ", a_, ")");
+  template <class A>
+  auto value(const A& z) const {
+    return (z > T(0)).select(z, slope * z);
   }
-  const matrix<T>& forward(const matrix<T>& x, mode) override {
-    this->begin_forward(x);
-    this->y_.array() = (x.array() > T(0)).select(x.array(), a_ * x.array());
-    return this->y_;
+  template <class A, class G>
+  auto derivative(const A& z, const G& g) const {
+    return (z > T(0)).select(g, slope * g);
   }
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->begin_backward(dy);
-    this->dx_.array() = (this->x_->array() > T(0)).select(dy.array(), a_ * dy.array());
-    return this->dx_;
-  }
-  std::unique_ptr<layer<T>> clone() const override { return std::make_unique<leaky_relu>(*this); }
-  /// The negative-side slope a.
-  T slope() const { return a_; }
-
- private:
-  T a_;
+  std::string args() const { return detail::cat(", slope ", slope); }
 };
+
+/// Leaky ReLU: y = z for z > 0, a z otherwise; `leaky_relu<T>(a)`. See leaky_relu_op.
+template <class T>
+using leaky_relu = activation<T, leaky_relu_op<T>>;
 
 }  // namespace shatter
 

@@ -2,7 +2,8 @@
 #ifndef SHATTER_ACTIVATION_PRELU_HPP
 #define SHATTER_ACTIVATION_PRELU_HPP
 
-#include "shatter/activation/elementwise.hpp"
+#include "shatter/exec/pool.hpp"
+#include "shatter/layer/layer.hpp"
 
 namespace shatter {
 
@@ -10,56 +11,77 @@ namespace shatter {
 /// shares one slope across all features (PyTorch's default); otherwise there is one slope per
 /// feature and `slopes` must equal the input size. Initial slope 1 gives the identity, a cheap
 /// looks-linear start. dL/da_k = sum over z_i <= 0 of dy_i z_i (over the features sharing a_k).
-/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
-/// instances, e.g. clones, may run on distinct threads concurrently.
+/// Backward reads the input. Thread safety: see layer.
 template <class T>
-class prelu final : public elementwise<T> {
+class prelu final : public layer<T> {
  public:
   prelu(index slopes = 1, T initial = T(0.25)) {
     require<config_error>(slopes >= 1, "prelu: number of slopes must be >= 1, got ", slopes);
     a_.setConstant(slopes, 1, initial);
     da_.setZero(slopes, 1);
-    if (slopes > 1) this->n_ = slopes;
+    if (slopes > 1) shape_ = {slopes, 1, 1};
   }
   std::string kind() const override { return "prelu"; }
   std::string describe() const override {
-    return detail::cat("prelu(", this->n_, ", ", a_.rows(),
+    return detail::cat("prelu(", shape_.size(), ", ", a_.rows(),
                        a_.rows() == 1 ? " slope)" : " slopes)");
   }
-  const matrix<T>& forward(const matrix<T>& x, mode) override {
-    this->begin_forward(x);
-    if (a_.rows() == 1) {
-      this->y_.array() = (x.array() > T(0)).select(x.array(), a_(0, 0) * x.array());
-    } else {
-      this->y_.array() =
-          (x.array() > T(0)).select(x.array(), x.array().colwise() * a_.col(0).array());
-    }
-    return this->y_;
+  image_shape input_shape() const override { return shape_; }
+  image_shape output_shape() const override { return shape_; }
+  void connect(const image_shape& in, const std::string& where) override {
+    require<shape_error>(in.size() >= 1, where, " prelu: input size must be >= 1, got ", in.size());
+    if (shape_.size() == 0 || shape_.size() == in.size())
+      shape_ = in;
+    else
+      layer<T>::connect(in, where);
   }
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->begin_backward(dy);
-    const auto& x = *this->x_;
+  backward_reads reads() const override { return {true, false}; }
+  bool replayable() const override { return true; }
+
+  void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode, const kernel_env<T>&) override {
+    if (shape_.size() == 0) shape_ = {x.rows(), 1, 1};
+    this->check_input(x.rows(), x.cols());
+    if (a_.rows() == 1)
+      y.array() = (x.array() > T(0)).select(x.array(), a_(0, 0) * x.array());
+    else
+      y.array() = (x.array() > T(0)).select(x.array(), x.array().colwise() * a_.col(0).array());
+  }
+  void backward_kernel(const_batch_view<T> x, const_batch_view<T>, const_batch_view<T> dy,
+                       batch_view<T> dx, bool param_grads, const kernel_env<T>&) override {
     const auto neg = (x.array() > T(0)).select(T(0), dy.array() * x.array());
-    if (a_.rows() == 1) {
-      da_(0, 0) = neg.sum();
-      this->dx_.array() = (x.array() > T(0)).select(dy.array(), a_(0, 0) * dy.array());
-    } else {
-      da_.col(0) = neg.rowwise().sum().matrix();
-      this->dx_.array() =
-          (x.array() > T(0)).select(dy.array(), dy.array().colwise() * a_.col(0).array());
+    if (param_grads) {
+      if (a_.rows() == 1)
+        da_(0, 0) = neg.sum();
+      else
+        da_.col(0) = neg.rowwise().sum().matrix();
     }
-    return this->dx_;
+    if (dx.size() > 0) slope_times(x, dy, dx);
+  }
+  void tangent_kernel(const_batch_view<T> x, const_batch_view<T> dx, batch_view<T> y,
+                      batch_view<T> dy, batch_stats, const kernel_env<T>& env) override {
+    forward_kernel(x, y, mode::train, env);
+    slope_times(x, dx, dy);
   }
   void collect_parameters(const std::string& prefix, std::vector<tensor_ref<T>>& out) override {
     out.push_back({prefix + "slope", &a_, &da_});
   }
   std::unique_ptr<layer<T>> clone() const override { return std::make_unique<prelu>(*this); }
+
   /// The slopes (slopes x 1).
   matrix<T>& slope() { return a_; }
   const matrix<T>& slope() const { return a_; }
 
  private:
+  /// out = f'(x) g: g where x > 0, a g elsewhere.
+  void slope_times(const_batch_view<T> x, const_batch_view<T> g, batch_view<T> out) const {
+    if (a_.rows() == 1)
+      out.array() = (x.array() > T(0)).select(g.array(), a_(0, 0) * g.array());
+    else
+      out.array() = (x.array() > T(0)).select(g.array(), g.array().colwise() * a_.col(0).array());
+  }
+
   matrix<T> a_, da_;
+  image_shape shape_{0, 1, 1};
 };
 
 }  // namespace shatter

@@ -2,38 +2,32 @@
 #ifndef SHATTER_ACTIVATION_RELU_HPP
 #define SHATTER_ACTIVATION_RELU_HPP
 
+#include <string>
+
 #include "shatter/activation/elementwise.hpp"
-#include "shatter/layer/parallel.hpp"
 
 namespace shatter {
 
-/// ReLU: y = max(z, 0). Derivative 1[z > 0]; at z = 0 it is 0 (PyTorch's convention).
-/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
-/// instances, e.g. clones, may run on distinct threads concurrently.
+/// The ReLU functor: f(z) = max(z, 0), f'(z) = 1[z > 0] (0 at z = 0, PyTorch's convention),
+/// read from the output (y > 0 exactly when z > 0).
 template <class T>
-class relu final : public elementwise<T> {
- public:
-  relu() = default;
-  std::string kind() const override { return "relu"; }
-  const matrix<T>& forward(const matrix<T>& x, mode) override {
-    this->begin_forward(x);
-    detail::parallel_columns(x.rows(), x.cols(), [&](index c0, index c1) {
-      this->y_.middleCols(c0, c1 - c0).array() = x.middleCols(c0, c1 - c0).array().max(T(0));
-    });
-    return this->y_;
+struct relu_op {
+  static constexpr const char* name = "relu";
+  static constexpr derivative_from from = derivative_from::output;
+  template <class A>
+  auto value(const A& z) const {
+    return z.max(T(0));
   }
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->begin_backward(dy);
-    const matrix<T>& x = *this->x_;
-    detail::parallel_columns(dy.rows(), dy.cols(), [&](index c0, index c1) {
-      const index m = c1 - c0;
-      this->dx_.middleCols(c0, m).array() =
-          (x.middleCols(c0, m).array() > T(0)).select(dy.middleCols(c0, m).array(), T(0));
-    });
-    return this->dx_;
+  template <class A, class G>
+  auto derivative(const A& y, const G& g) const {
+    return (y > T(0)).select(g, T(0));
   }
-  std::unique_ptr<layer<T>> clone() const override { return std::make_unique<relu>(*this); }
+  std::string args() const { return ""; }
 };
+
+/// ReLU: y = max(z, 0). See relu_op and activation.
+template <class T>
+using relu = activation<T, relu_op<T>>;
 
 }  // namespace shatter
 

@@ -2,32 +2,31 @@
 #ifndef SHATTER_ACTIVATION_TANH_HPP
 #define SHATTER_ACTIVATION_TANH_HPP
 
+#include <string>
+
 #include "shatter/activation/elementwise.hpp"
 
 namespace shatter {
 
-/// tanh: y = tanh(z), dy/dz = 1 - y^2.
-/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
-/// instances, e.g. clones, may run on distinct threads concurrently.
+/// The tanh functor: f(z) = tanh(z), f'(z) = 1 - y^2 from the output y.
 template <class T>
-class tanh_activation final : public elementwise<T> {
- public:
-  tanh_activation() = default;
-  std::string kind() const override { return "tanh"; }
-  const matrix<T>& forward(const matrix<T>& x, mode) override {
-    this->begin_forward(x);
-    this->y_.array() = x.array().tanh();
-    return this->y_;
+struct tanh_op {
+  static constexpr const char* name = "tanh";
+  static constexpr derivative_from from = derivative_from::output;
+  template <class A>
+  auto value(const A& z) const {
+    return z.tanh();
   }
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->begin_backward(dy);
-    this->dx_.array() = dy.array() * (T(1) - this->y_.array().square());
-    return this->dx_;
+  template <class A, class G>
+  auto derivative(const A& y, const G& g) const {
+    return g * (T(1) - y.square());
   }
-  std::unique_ptr<layer<T>> clone() const override {
-    return std::make_unique<tanh_activation>(*this);
-  }
+  std::string args() const { return ""; }
 };
+
+/// tanh activation: y = tanh(z). See tanh_op.
+template <class T>
+using tanh_activation = activation<T, tanh_op<T>>;
 
 }  // namespace shatter
 

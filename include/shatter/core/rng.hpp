@@ -115,6 +115,15 @@ class rng {
   bool has_spare_ = false;
 };
 
+/// The calling thread's generator for layers that initialise themselves when constructed
+/// (dense and conv2d: He-normal weights), seeded with the default seed when the thread first
+/// uses it: the same program builds the same initial weights. Initialise with your own rng to
+/// control the draws.
+inline rng& construction_rng() {
+  thread_local rng g;
+  return g;
+}
+
 }  // namespace shatter
 
 #endif  // SHATTER_CORE_RNG_HPP

@@ -26,12 +26,30 @@ using vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 template <class T>
 using row_vector = Eigen::Matrix<T, 1, Eigen::Dynamic>;
 
+/// A batch in memory the caller owns (an activation or gradient buffer of a plan), writable.
+/// Kernels take their inputs and outputs as views, so a layer never owns or keeps them.
+template <class T>
+using batch_view = Eigen::Map<matrix<T>>;
+
+/// A read-only batch view.
+template <class T>
+using const_batch_view = Eigen::Map<const matrix<T>>;
+
+/// A view of no data (0 x 0): what a kernel receives for a buffer it did not ask for.
+template <class T>
+batch_view<T> no_batch() {
+  return batch_view<T>(nullptr, 0, 0);
+}
+
 /// Checks at compile time that T is a floating-point scalar shatter supports.
 template <class T>
 constexpr void require_scalar() {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "shatter: the scalar type must be float or double");
 }
+
+static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0),
+              "shatter needs Eigen 3.4 or newer (its kernels use Eigen 3.4's product internals)");
 
 /// Whether a layer runs for training (batch statistics, caches for backward) or evaluation.
 enum class mode { train, eval };

@@ -4,8 +4,8 @@
 
 #include "shatter/core/error.hpp"
 #include "shatter/core/rng.hpp"
+#include "shatter/core/shape.hpp"
 #include "shatter/core/types.hpp"
-#include "shatter/layer/image_shape.hpp"
 
 namespace shatter {
 

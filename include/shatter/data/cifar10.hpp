@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "shatter/core/error.hpp"
+#include "shatter/core/shape.hpp"
 #include "shatter/data/dataset.hpp"
-#include "shatter/layer/image_shape.hpp"
 
 namespace shatter {
 

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "shatter/core/error.hpp"
+#include "shatter/core/shape.hpp"
 #include "shatter/core/types.hpp"
-#include "shatter/layer/image_shape.hpp"
 
 namespace shatter {
 

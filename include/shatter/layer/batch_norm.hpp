@@ -15,13 +15,14 @@ enum class bn_gradient {
 };
 
 /// Batch normalisation: y = gamma * (x - mu) / sqrt(var + eps) + beta, per channel.
-/// Input rows are `channels * spatial` (channel-major, e.g. C x H x W images with spatial = H W;
-/// spatial = 1 for dense features). In training mode mu and var (biased) are taken over the batch
-/// and the spatial positions, and running averages are updated:
+/// Samples are `channels` x `spatial` values (channel-major, e.g. C x H x W images with
+/// spatial = H W; spatial = 1 for dense features). In training mode mu and var (biased) are taken
+/// over the batch and the spatial positions, and running averages are updated:
 /// running = (1 - momentum) running + momentum * batch (the variance unbiased), as in PyTorch.
 /// In evaluation mode the running statistics are used and backward treats them as constants.
-/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
-/// instances, e.g. clones, may run on distinct threads concurrently.
+/// The statistics of a forward are saved for backward (saved_size() = 2 channels + 1), which
+/// reads the input and recomputes the normalised values from it; replay recomputes the output
+/// from the input with the saved statistics. Thread safety: see layer.
 template <class T>
 class batch_norm final : public layer<T> {
  public:
@@ -34,12 +35,16 @@ class batch_norm final : public layer<T> {
     require<config_error>(eps > 0 && momentum >= 0 && momentum <= 1,
                           "batch_norm: need eps > 0 and momentum in [0, 1], got eps = ", eps,
                           ", momentum = ", momentum);
+    shape_ = {c_, s_, 1};
     gamma_.setOnes(c_, 1);
     beta_.setZero(c_, 1);
     dgamma_.setZero(c_, 1);
     dbeta_.setZero(c_, 1);
     running_mean_.setZero(c_, 1);
     running_var_.setOnes(c_, 1);
+    last_mean_.setZero(c_);
+    last_inv_std_.setOnes(c_);
+    batch_var_.setOnes(c_);
   }
 
   std::string kind() const override { return "batch_norm"; }
@@ -47,75 +52,96 @@ class batch_norm final : public layer<T> {
     return s_ == 1 ? detail::cat("batch_norm(", c_, ")")
                    : detail::cat("batch_norm(", c_, " channels x ", s_, ")");
   }
-  index in_size() const override { return c_ * s_; }
-  index out_size() const override { return c_ * s_; }
+  image_shape input_shape() const override { return shape_; }
+  image_shape output_shape() const override { return shape_; }
+  /// Takes samples of `channels` channels of `spatial` positions each (adopting their height and
+  /// width), or, with spatial = 1, any sample of `channels` values (per-feature statistics).
+  void connect(const image_shape& in, const std::string& where) override {
+    const bool images = in.channels == c_ && in.spatial() == s_;
+    const bool features = s_ == 1 && in.size() == c_;
+    require<shape_error>(images || features, where, " ", describe(), " takes samples of ", c_,
+                         " channels x ", s_, " positions but its input has shape ", in.str());
+    shape_ = in;
+  }
+  backward_reads reads() const override { return {true, false}; }
+  bool replayable() const override { return true; }
+  index saved_size() const override { return 2 * c_ + 1; }
 
   /// Selects how backward treats batch statistics in training mode (default: through them).
   void set_gradient_mode(bn_gradient g) { grad_mode_ = g; }
   bn_gradient gradient_mode() const { return grad_mode_; }
 
-  const matrix<T>& forward(const matrix<T>& x, mode m) override {
-    this->check_input(x);
-    this->x_ = &x;
-    const index n = x.cols();
-    last_mode_ = m;
-    mean_.resize(c_);
-    inv_std_.resize(c_);
-    if (m == mode::train) {
-      const index count = n * s_;
-      require<shape_error>(count >= 2, describe(),
-                           ": training mode needs at least 2 values per channel, got a batch of ",
-                           n);
-      for (index c = 0; c < c_; ++c) {
-        auto block = x.middleRows(c * s_, s_);
-        const T mu = block.sum() / T(count);
-        const T var = (block.array() - mu).square().sum() / T(count);
-        mean_(c) = mu;
-        inv_std_(c) = T(1) / std::sqrt(var + eps_);
-        running_mean_(c, 0) = (1 - momentum_) * running_mean_(c, 0) + momentum_ * mu;
-        running_var_(c, 0) =
-            (1 - momentum_) * running_var_(c, 0) + momentum_ * var * T(count) / T(count - 1);
-      }
+  void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode m,
+                      const kernel_env<T>& env) override {
+    this->check_input(x.rows(), x.cols());
+    const bool batch = m == mode::train;
+    if (batch) {
+      batch_statistics(x);
+      update_running(x.cols());
     } else {
-      for (index c = 0; c < c_; ++c) {
-        mean_(c) = running_mean_(c, 0);
-        inv_std_(c) = T(1) / std::sqrt(running_var_(c, 0) + eps_);
-      }
+      running_statistics();
     }
-    xhat_.resize(x.rows(), n);
-    this->y_.resize(x.rows(), n);
-    for (index c = 0; c < c_; ++c) {
-      auto rows = Eigen::seqN(c * s_, s_);
-      xhat_(rows, Eigen::all).array() = (x(rows, Eigen::all).array() - mean_(c)) * inv_std_(c);
-      this->y_(rows, Eigen::all).array() =
-          xhat_(rows, Eigen::all).array() * gamma_(c, 0) + beta_(c, 0);
+    if (env.saved) {
+      Eigen::Map<vector<T>>(env.saved, c_) = last_mean_;
+      Eigen::Map<vector<T>>(env.saved + c_, c_) = last_inv_std_;
+      env.saved[2 * c_] = batch ? T(1) : T(0);
     }
-    return this->y_;
+    normalise(x, y, last_mean_.data(), last_inv_std_.data());
   }
 
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->check_output_grad(dy);
-    const index n = dy.cols();
-    const T count = T(n * s_);
-    this->dx_.resize(dy.rows(), n);
+  void replay_kernel(const_batch_view<T> x, batch_view<T> y, const kernel_env<T>& env) override {
+    normalise(x, y, env.saved, env.saved + c_);
+  }
+
+  void backward_kernel(const_batch_view<T> x, const_batch_view<T>, const_batch_view<T> dy,
+                       batch_view<T> dx, bool param_grads, const kernel_env<T>& env) override {
+    const T count = T(dy.cols() * s_);
+    const T* mean = env.saved;
+    const T* inv = env.saved + c_;
     const bool through =
-        last_mode_ == mode::train && grad_mode_ == bn_gradient::through_batch_stats;
+        env.saved[2 * c_] != T(0) && grad_mode_ == bn_gradient::through_batch_stats;
     for (index c = 0; c < c_; ++c) {
-      auto rows = Eigen::seqN(c * s_, s_);
-      const auto g = dy(rows, Eigen::all).array();
-      const auto h = xhat_(rows, Eigen::all).array();
+      const auto g = dy.middleRows(c * s_, s_).array();
+      const auto h = (x.middleRows(c * s_, s_).array() - mean[c]) * inv[c];
       const T sum_g = g.sum();
       const T sum_gh = (g * h).sum();
-      dbeta_(c, 0) = sum_g;
-      dgamma_(c, 0) = sum_gh;
-      const T k = gamma_(c, 0) * inv_std_(c);
-      if (through) {
-        this->dx_(rows, Eigen::all).array() = k * (g - sum_g / count - h * (sum_gh / count));
-      } else {
-        this->dx_(rows, Eigen::all).array() = k * g;
+      if (param_grads) {
+        dbeta_(c, 0) = sum_g;
+        dgamma_(c, 0) = sum_gh;
       }
+      if (dx.size() == 0) continue;
+      const T k = gamma_(c, 0) * inv[c];
+      if (through)
+        dx.middleRows(c * s_, s_).array() = k * (g - sum_g / count - h * (sum_gh / count));
+      else
+        dx.middleRows(c * s_, s_).array() = k * g;
     }
-    return this->dx_;
+  }
+
+  /// Batch statistics (fixed or differentiated through) or the running ones, as `s` says;
+  /// running buffers are not updated. Through the statistics, per channel with xhat the
+  /// normalised input and means over the batch and positions:
+  /// dy = gamma / sigma (dx - mean(dx) - xhat mean(dx xhat)).
+  void tangent_kernel(const_batch_view<T> x, const_batch_view<T> dx, batch_view<T> y,
+                      batch_view<T> dy, batch_stats s, const kernel_env<T>&) override {
+    this->check_input(x.rows(), x.cols());
+    if (s == batch_stats::running)
+      running_statistics();
+    else
+      batch_statistics(x);
+    normalise(x, y, last_mean_.data(), last_inv_std_.data());
+    const T count = T(x.cols() * s_);
+    for (index c = 0; c < c_; ++c) {
+      const T k = gamma_(c, 0) * last_inv_std_(c);
+      const auto d = dx.middleRows(c * s_, s_).array();
+      if (s != batch_stats::through) {
+        dy.middleRows(c * s_, s_).array() = k * d;
+        continue;
+      }
+      const auto h = (x.middleRows(c * s_, s_).array() - last_mean_(c)) * last_inv_std_(c);
+      const T mean_d = d.sum() / count, mean_dh = (d * h).sum() / count;
+      dy.middleRows(c * s_, s_).array() = k * (d - mean_d - h * mean_dh);
+    }
   }
 
   void collect_parameters(const std::string& prefix, std::vector<tensor_ref<T>>& out) override {
@@ -134,18 +160,56 @@ class batch_norm final : public layer<T> {
   /// Running mean and (unbiased) variance used in evaluation mode (channels x 1).
   matrix<T>& running_mean() { return running_mean_; }
   matrix<T>& running_var() { return running_var_; }
-  /// Mean and 1/sqrt(var + eps) used by the last forward (per channel).
-  const vector<T>& last_mean() const { return mean_; }
-  const vector<T>& last_inv_std() const { return inv_std_; }
+  /// Mean and 1/sqrt(var + eps) used by the last forward or tangent (per channel).
+  const vector<T>& last_mean() const { return last_mean_; }
+  const vector<T>& last_inv_std() const { return last_inv_std_; }
 
  private:
+  /// Mean and 1/sqrt(var + eps) of the batch (biased variance) into last_mean_ / last_inv_std_.
+  void batch_statistics(const_batch_view<T> x) {
+    const index count = x.cols() * s_;
+    if (count < 2)  // (the message is built only on failure: no allocation in a training step)
+      throw shape_error(detail::cat(describe(),
+                                    ": training mode needs at least 2 values per channel, got a "
+                                    "batch of ",
+                                    x.cols()));
+    for (index c = 0; c < c_; ++c) {
+      const auto block = x.middleRows(c * s_, s_).array();
+      const T mu = block.sum() / T(count);
+      const T var = (block - mu).square().sum() / T(count);
+      last_mean_(c) = mu;
+      batch_var_(c) = var;
+      last_inv_std_(c) = T(1) / std::sqrt(var + eps_);
+    }
+  }
+  /// running = (1 - momentum) running + momentum batch, the variance unbiased.
+  void update_running(index n) {
+    const T count = T(n * s_);
+    for (index c = 0; c < c_; ++c) {
+      running_mean_(c, 0) = (1 - momentum_) * running_mean_(c, 0) + momentum_ * last_mean_(c);
+      running_var_(c, 0) =
+          (1 - momentum_) * running_var_(c, 0) + momentum_ * batch_var_(c) * count / (count - 1);
+    }
+  }
+  void running_statistics() {
+    for (index c = 0; c < c_; ++c) {
+      last_mean_(c) = running_mean_(c, 0);
+      last_inv_std_(c) = T(1) / std::sqrt(running_var_(c, 0) + eps_);
+    }
+  }
+  /// y = gamma (x - mean) inv + beta per channel.
+  void normalise(const_batch_view<T> x, batch_view<T> y, const T* mean, const T* inv) const {
+    for (index c = 0; c < c_; ++c)
+      y.middleRows(c * s_, s_).array() =
+          (x.middleRows(c * s_, s_).array() - mean[c]) * inv[c] * gamma_(c, 0) + beta_(c, 0);
+  }
+
   index c_, s_;
   T eps_, momentum_;
+  image_shape shape_;
   bn_gradient grad_mode_ = bn_gradient::through_batch_stats;
-  mode last_mode_ = mode::train;
   matrix<T> gamma_, beta_, dgamma_, dbeta_, running_mean_, running_var_;
-  vector<T> mean_, inv_std_;
-  matrix<T> xhat_;
+  vector<T> last_mean_, last_inv_std_, batch_var_;
 };
 
 }  // namespace shatter

@@ -4,16 +4,16 @@
 
 #include <algorithm>
 
-#include "shatter/layer/gemm.hpp"
+#include "shatter/exec/gemm.hpp"
 #include "shatter/layer/layer.hpp"
 
 namespace shatter {
 
-/// Fully connected layer: Y = W X + b (b broadcast over the batch), W of shape out x in.
-/// Weights start at zero: initialise them with an initialiser from init/ (network builders do).
-/// Without bias, b is absent and not trained.
-/// Thread safety: not thread-safe (forward and backward write the layer's buffers); distinct
-/// instances, e.g. clones, may run on distinct threads concurrently.
+/// Fully connected layer: Y = W X + b (b broadcast over the batch), W of shape out x in. Takes
+/// samples of any shape with `in` values (images are flattened channel-major).
+/// Initialised when constructed: W He-normal N(0, 2 / in) from construction_rng(), b = 0
+/// (network builders and init/ re-initialise as they need). Without bias, b is absent.
+/// Backward reads the input (for dL/dW). Thread safety: see layer.
 template <class T>
 class dense final : public layer<T> {
  public:
@@ -21,7 +21,8 @@ class dense final : public layer<T> {
   dense(index in, index out, bool bias = true) : has_bias_(bias) {
     require<config_error>(in >= 1 && out >= 1, "dense: sizes must be >= 1, got in = ", in,
                           ", out = ", out);
-    w_.setZero(out, in);
+    w_.resize(out, in);
+    this->he_initialise(w_, in);
     dw_.setZero(out, in);
     if (has_bias_) {
       b_.setZero(out, 1);
@@ -31,49 +32,35 @@ class dense final : public layer<T> {
 
   std::string kind() const override { return "dense"; }
   std::string describe() const override {
-    return detail::cat("dense(", in_size(), " -> ", out_size(), has_bias_ ? ", bias)" : ")");
+    return detail::cat("dense(", w_.cols(), " -> ", w_.rows(), has_bias_ ? ", bias)" : ")");
   }
-  index in_size() const override { return w_.cols(); }
-  index out_size() const override { return w_.rows(); }
+  image_shape input_shape() const override { return {w_.cols(), 1, 1}; }
+  image_shape output_shape() const override { return {w_.rows(), 1, 1}; }
+  /// Accepts any sample shape with in_size() values (a dense layer flattens images).
+  void connect(const image_shape& in, const std::string& where) override {
+    require<shape_error>(in.size() == w_.cols(), where, " ", describe(), " takes ", w_.cols(),
+                         " features per sample but its input has ", in.size(), " (", in.str(), ")");
+  }
+  backward_reads reads() const override { return {true, false}; }
 
-  const matrix<T>& forward(const matrix<T>& x, mode) override {
-    this->check_input(x);
-    this->x_ = &x;
-    const index m = w_.rows(), k = w_.cols(), n = x.cols();
-    this->y_.resize(m, n);
-    // Y = b 1^T + W X, in blocks of rows of Y (one block per thread-task): the bias initialises
-    // the block the product then accumulates into, so there is no separate pass over Y.
-    const index blocks = product_blocks(m);
-    const std::size_t scratch = detail::gemm_scratch_size<T>(m, n, k);
-    detail::parallel_blocks<T>(blocks, scratch, [&](index i) {
-      const index r0 = detail::block_start(i, blocks, m),
-                  r1 = detail::block_start(i + 1, blocks, m);
-      auto yb = this->y_.middleRows(r0, r1 - r0);
-      if (has_bias_)
-        yb.colwise() = b_.col(0).segment(r0, r1 - r0);
-      else
-        yb.setZero();
-      detail::gemm_accumulate<detail::operand::plain, detail::operand::plain>(
-          r1 - r0, n, k, w_.data() + r0, m, x.data(), k, this->y_.data() + r0, m, T(1));
-    });
-    return this->y_;
+  void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode,
+                      const kernel_env<T>& env) override {
+    this->check_input(x.rows(), x.cols());
+    affine(x, y, has_bias_, env);
   }
 
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->check_output_grad(dy);
-    const matrix<T>& x = *this->x_;
+  void backward_kernel(const_batch_view<T> x, const_batch_view<T>, const_batch_view<T> dy,
+                       batch_view<T> dx, bool param_grads, const kernel_env<T>& env) override {
     const index m = w_.rows(), k = w_.cols(), n = dy.cols();
-    if (this->input_gradient_)
-      this->dx_.resize(k, n);
-    else
-      this->dx_.resize(0, 0);
+    const bool want_dx = dx.size() > 0;
     // dW = dY X^T in blocks of columns of dW, dX = W^T dY in blocks of rows of dX: independent
     // tasks, scheduled together.
-    const index wb = product_blocks(k);
-    const index xb = this->input_gradient_ ? product_blocks(k) : 0;
-    std::size_t scratch = detail::gemm_scratch_size<T>(m, k, n);
+    const index wb = param_grads ? product_blocks(k, env) : 0;
+    const index xb = want_dx ? product_blocks(k, env) : 0;
+    std::size_t scratch = 0;
+    if (wb) scratch = detail::gemm_scratch_size<T>(m, k, n);
     if (xb) scratch = std::max(scratch, detail::gemm_scratch_size<T>(k, n, m));
-    detail::parallel_blocks<T>(wb + xb, scratch, [&](index i) {
+    detail::parallel_blocks<T>(env.exec, wb + xb, scratch, [&](index i) {
       if (i < wb) {
         const index c0 = detail::block_start(i, wb, k), c1 = detail::block_start(i + 1, wb, k);
         dw_.middleCols(c0, c1 - c0).setZero();
@@ -82,13 +69,27 @@ class dense final : public layer<T> {
       } else {
         i -= wb;
         const index r0 = detail::block_start(i, xb, k), r1 = detail::block_start(i + 1, xb, k);
-        this->dx_.middleRows(r0, r1 - r0).setZero();
+        dx.middleRows(r0, r1 - r0).setZero();
         detail::gemm_accumulate<detail::operand::transposed, detail::operand::plain>(
-            r1 - r0, n, m, w_.data() + r0 * m, m, dy.data(), m, this->dx_.data() + r0, k, T(1));
+            r1 - r0, n, m, w_.data() + r0 * m, m, dy.data(), m, dx.data() + r0, k, T(1));
       }
     });
-    if (has_bias_) db_.noalias() = dy.rowwise().sum();
-    return this->dx_;
+    if (param_grads && has_bias_) db_.noalias() = dy.rowwise().sum();
+  }
+
+  /// Y = W X + b and dY = W dX; one product over [X | dX] when the two are adjacent in memory.
+  void tangent_kernel(const_batch_view<T> x, const_batch_view<T> dx, batch_view<T> y,
+                      batch_view<T> dy, batch_stats, const kernel_env<T>& env) override {
+    this->check_input(x.rows(), x.cols());
+    const index n = x.cols();
+    if (dx.data() == x.data() + x.size() && dy.data() == y.data() + y.size()) {
+      affine(const_batch_view<T>(x.data(), x.rows(), 2 * n),
+             batch_view<T>(y.data(), y.rows(), 2 * n), false, env);
+      if (has_bias_) y.colwise() += b_.col(0);
+      return;
+    }
+    affine(x, y, has_bias_, env);
+    affine(dx, dy, false, env);
   }
 
   void collect_parameters(const std::string& prefix, std::vector<tensor_ref<T>>& out) override {
@@ -116,14 +117,34 @@ class dense final : public layer<T> {
   const matrix<T>& bias_grad() const { return db_; }
 
  private:
+  /// Y = W X (+ b when `bias`), in blocks of rows of Y (one block per thread-task): the bias
+  /// initialises the block the product then accumulates into, so there is no separate pass.
+  void affine(const_batch_view<T> x, batch_view<T> y, bool bias, const kernel_env<T>& env) const {
+    const index m = w_.rows(), k = w_.cols(), n = x.cols();
+    const index blocks = product_blocks(m, env);
+    const std::size_t scratch = detail::gemm_scratch_size<T>(m, n, k);
+    detail::parallel_blocks<T>(env.exec, blocks, scratch, [&](index i) {
+      const index r0 = detail::block_start(i, blocks, m),
+                  r1 = detail::block_start(i + 1, blocks, m);
+      auto yb = y.middleRows(r0, r1 - r0);
+      if (bias)
+        yb.colwise() = b_.col(0).segment(r0, r1 - r0);
+      else
+        yb.setZero();
+      detail::gemm_accumulate<detail::operand::plain, detail::operand::plain>(
+          r1 - r0, n, k, w_.data() + r0, m, x.data(), k, y.data() + r0, m, T(1));
+    });
+  }
+
   /// Blocks to cut a product's output into: 1 on one thread; with EIGEN_USE_BLAS the BLAS
   /// threads each product itself.
-  static index product_blocks(index extent) {
+  static index product_blocks(index extent, const kernel_env<T>& env) {
 #ifdef EIGEN_USE_BLAS
     (void)extent;
+    (void)env;
     return 1;
 #else
-    return detail::block_count(extent, detail::loop_threads());
+    return detail::block_count(extent, detail::loop_threads(env.exec));
 #endif
   }
 

@@ -2,14 +2,14 @@
 #ifndef SHATTER_LAYER_FLATTEN_HPP
 #define SHATTER_LAYER_FLATTEN_HPP
 
-#include "shatter/layer/image_shape.hpp"
+#include "shatter/core/shape.hpp"
 #include "shatter/layer/layer.hpp"
 
 namespace shatter {
 
 /// Flatten: views C x H x W images as C H W features. Because shatter already stores every image
-/// as one channel-major column, this is the identity (y = x, dx = dy); a dense layer may follow a
-/// convolution directly. The layer exists to document that step and to check the image size.
+/// as one channel-major column, this is the identity (y = x, dx = dy) on values; it changes the
+/// sample shape to C H W x 1 x 1 and checks the image shape. Backward reads nothing.
 template <class T>
 class flatten final : public layer<T> {
  public:
@@ -20,19 +20,23 @@ class flatten final : public layer<T> {
   std::string describe() const override {
     return detail::cat("flatten(", in_.str(), " -> ", in_.size(), ")");
   }
-  index in_size() const override { return in_.size(); }
-  index out_size() const override { return in_.size(); }
+  image_shape input_shape() const override { return in_; }
+  image_shape output_shape() const override { return {in_.size(), 1, 1}; }
+  backward_reads reads() const override { return {}; }
+  bool replayable() const override { return true; }
 
-  const matrix<T>& forward(const matrix<T>& x, mode) override {
-    this->check_input(x);
-    this->x_ = &x;
-    this->y_ = x;
-    return this->y_;
+  void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode, const kernel_env<T>&) override {
+    this->check_input(x.rows(), x.cols());
+    y = x;
   }
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->check_output_grad(dy);
-    this->dx_ = dy;
-    return this->dx_;
+  void backward_kernel(const_batch_view<T>, const_batch_view<T>, const_batch_view<T> dy,
+                       batch_view<T> dx, bool, const kernel_env<T>&) override {
+    if (dx.size() > 0) dx = dy;
+  }
+  void tangent_kernel(const_batch_view<T> x, const_batch_view<T> dx, batch_view<T> y,
+                      batch_view<T> dy, batch_stats, const kernel_env<T>&) override {
+    y = x;
+    dy = dx;
   }
   std::unique_ptr<layer<T>> clone() const override { return std::make_unique<flatten>(*this); }
 

@@ -2,7 +2,7 @@
 #ifndef SHATTER_LAYER_GLOBAL_AVG_POOL_HPP
 #define SHATTER_LAYER_GLOBAL_AVG_POOL_HPP
 
-#include "shatter/layer/image_shape.hpp"
+#include "shatter/core/shape.hpp"
 #include "shatter/layer/layer.hpp"
 
 namespace shatter {
@@ -10,6 +10,7 @@ namespace shatter {
 /// Global average pooling: y(c) = (1 / (H W)) sum_{i, j} x(c, i, j), mapping C x H x W images
 /// (channel-major columns) to C features. Linear, so it keeps a looks-linear network linear, and
 /// it commutes with CReLU's channel stacking: pooling [relu(z); relu(-z)] gives the pooled halves.
+/// Backward reads nothing. Thread safety: see layer.
 template <class T>
 class global_avg_pool final : public layer<T> {
  public:
@@ -20,34 +21,34 @@ class global_avg_pool final : public layer<T> {
   std::string describe() const override {
     return detail::cat("global_avg_pool(", in_.str(), " -> ", in_.channels, ")");
   }
-  index in_size() const override { return in_.size(); }
-  index out_size() const override { return in_.channels; }
-  const image_shape& input_shape() const { return in_; }
+  image_shape input_shape() const override { return in_; }
+  image_shape output_shape() const override { return {in_.channels, 1, 1}; }
+  backward_reads reads() const override { return {}; }
+  bool replayable() const override { return true; }
 
-  const matrix<T>& forward(const matrix<T>& x, mode) override {
-    this->check_input(x);
-    this->x_ = &x;
+  void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode, const kernel_env<T>&) override {
+    this->check_input(x.rows(), x.cols());
     const index P = in_.spatial();
-    this->y_.resize(in_.channels, x.cols());
     for (index s = 0; s < x.cols(); ++s)
-      this->y_.col(s) = Eigen::Map<const matrix<T>>(x.col(s).data(), P, in_.channels)
-                            .colwise()
-                            .mean()
-                            .transpose();
-    return this->y_;
+      y.col(s) = Eigen::Map<const matrix<T>>(x.col(s).data(), P, in_.channels)
+                     .colwise()
+                     .mean()
+                     .transpose();
   }
-
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    this->check_output_grad(dy);
+  void backward_kernel(const_batch_view<T>, const_batch_view<T>, const_batch_view<T> dy,
+                       batch_view<T> dx, bool, const kernel_env<T>&) override {
+    if (dx.size() == 0) return;
     const index P = in_.spatial();
     const T scale = T(1) / T(P);
-    this->dx_.resize(in_.size(), dy.cols());
     for (index s = 0; s < dy.cols(); ++s)
       for (index c = 0; c < in_.channels; ++c)
-        this->dx_.col(s).segment(c * P, P).setConstant(dy(c, s) * scale);
-    return this->dx_;
+        dx.col(s).segment(c * P, P).setConstant(dy(c, s) * scale);
   }
-
+  void tangent_kernel(const_batch_view<T> x, const_batch_view<T> dx, batch_view<T> y,
+                      batch_view<T> dy, batch_stats, const kernel_env<T>& env) override {
+    forward_kernel(x, y, mode::eval, env);
+    forward_kernel(dx, dy, mode::eval, env);
+  }
   std::unique_ptr<layer<T>> clone() const override {
     return std::make_unique<global_avg_pool>(*this);
   }

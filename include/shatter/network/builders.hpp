@@ -13,7 +13,7 @@
 #include "shatter/init/orthogonal.hpp"
 #include "shatter/layer/batch_norm.hpp"
 #include "shatter/layer/dense.hpp"
-#include "shatter/layer/residual.hpp"
+#include "shatter/network/residual.hpp"
 #include "shatter/network/sequential.hpp"
 
 namespace shatter {
@@ -135,7 +135,7 @@ sequential<T> resnet_mlp(const mlp_spec& s, rng& g) {
     branch.add(relu<T>());
     auto& d = branch.add(detail::make_dense<T>(s.width, s.width, s, g));
     init::he_normal(d.weight(), g);
-    branch.connect(s.width, detail::cat("resnet_mlp block ", l, ":"));
+    branch.connect({s.width, 1, 1}, detail::cat("resnet_mlp block ", l, ":"));
     net.add(residual<T>(std::move(branch), T(s.beta)));
   }
   auto& o = net.add(detail::make_dense<T>(s.width, s.out, s, g));

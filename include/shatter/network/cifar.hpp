@@ -14,12 +14,12 @@
 #include "shatter/init/looks_linear_conv.hpp"
 #include "shatter/init/orthogonal.hpp"
 #include "shatter/layer/batch_norm.hpp"
-#include "shatter/layer/branch_sum.hpp"
 #include "shatter/layer/conv2d.hpp"
 #include "shatter/layer/dense.hpp"
 #include "shatter/layer/global_avg_pool.hpp"
-#include "shatter/layer/residual.hpp"
 #include "shatter/layer/subsample_pad.hpp"
+#include "shatter/network/branch_sum.hpp"
+#include "shatter/network/residual.hpp"
 #include "shatter/network/sequential.hpp"
 
 namespace shatter {
@@ -190,16 +190,11 @@ sequential<T> build_cifar(cifar_arch a, const cifar_spec& s, rng& g) {
 /// Number of weighted layers (convolutions and dense layers, shortcuts excluded) in `net`,
 /// descending into residual and branch_sum blocks: equals cifar_spec::depth for build_cifar.
 template <class T>
-index count_weighted_layers(const layer<T>& l) {
-  if (dynamic_cast<const conv2d<T>*>(&l) || dynamic_cast<const dense<T>*>(&l)) return 1;
+index count_weighted_layers(layer<T>& l) {
   index n = 0;
-  if (auto* s = dynamic_cast<const sequential<T>*>(&l)) {
-    for (std::size_t i = 0; i < s->size(); ++i) n += count_weighted_layers((*s)[i]);
-  } else if (auto* r = dynamic_cast<const residual<T>*>(&l)) {
-    n += count_weighted_layers<T>(r->branch());
-  } else if (auto* b = dynamic_cast<const branch_sum<T>*>(&l)) {
-    n += count_weighted_layers<T>(b->first()) + count_weighted_layers<T>(b->second());
-  }
+  for_each_leaf(l, [&n](layer<T>& leaf, const std::string&) {
+    if (dynamic_cast<const conv2d<T>*>(&leaf) || dynamic_cast<const dense<T>*>(&leaf)) ++n;
+  });
   return n;
 }
 

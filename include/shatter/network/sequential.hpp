@@ -7,32 +7,35 @@
 #include <vector>
 
 #include "shatter/layer/layer.hpp"
+#include "shatter/network/container.hpp"
 
 namespace shatter {
 
-/// A feedforward network: layers applied in order, depth fixed at run time. It is itself a layer,
-/// so it nests (the branch of a residual block is a sequential). Copying deep-copies the layers.
-/// Forward keeps each layer's output (see `layer::output`) for backward and for probes.
-/// Thread safety: one thread at a time per network (forward/backward write every layer's
-/// buffers); copies are independent and may train concurrently, and several threads may copy
-/// (clone) one network that nobody modifies meanwhile.
+/// A feedforward network: layers applied in order, depth fixed at run time. It is itself a
+/// layer, so it nests (the branch of a residual block is a sequential). Copying deep-copies the
+/// layers. forward/backward run through plans the network keeps (see container); to control
+/// batch size, memory or threads, or to take tangents, build a shatter::plan of it.
+/// Thread safety: one thread at a time per network; copies are independent and may train
+/// concurrently, and several threads may copy (clone) one network that nobody modifies.
 template <class T>
-class sequential : public layer<T> {
+class sequential : public container<T> {
  public:
   sequential() = default;
-  sequential(const sequential& other) : layer<T>(other) {
+  sequential(const sequential& other) : container<T>(other) {
     layers_.reserve(other.layers_.size());
     for (const auto& l : other.layers_) layers_.push_back(l->clone());
   }
-  sequential(sequential&&) noexcept = default;
+  sequential(sequential&& other) noexcept : container<T>(other) { layers_.swap(other.layers_); }
   sequential& operator=(sequential other) noexcept {
     layers_.swap(other.layers_);
-    this->input_gradient_ = other.input_gradient_;
+    this->set_input_gradient(other.input_gradient());
+    this->invalidate();
     return *this;
   }
 
-  /// Appends a layer, connecting it to the current output size (elementwise layers adopt it,
-  /// others must match: shape_error naming the layer's position otherwise). Returns the layer.
+  /// Appends a layer, connecting it to the current output shape (shape-free layers adopt it,
+  /// others must match: shape_error naming the layer's position and both shapes). Returns the
+  /// layer.
   template <class L>
   L& add(L l) {
     static_assert(std::is_base_of_v<layer<T>, L>, "sequential::add: not a shatter::layer<T>");
@@ -45,77 +48,53 @@ class sequential : public layer<T> {
   void add(std::unique_ptr<layer<T>> l) {
     require<config_error>(l != nullptr, "sequential::add: null layer");
     if (!layers_.empty()) {
-      const index n = layers_.back()->out_size();
-      if (n > 0) l->connect(n, detail::cat("layer ", layers_.size(), ":"));
+      const image_shape s = layers_.back()->output_shape();
+      if (s.size() > 0) l->connect(s, detail::cat("layer ", layers_.size(), ":"));
     }
     layers_.push_back(std::move(l));
+    this->invalidate();
   }
 
   std::string kind() const override { return "sequential"; }
   std::string describe() const override {
-    return detail::cat("sequential(", layers_.size(), " layers, ", in_size(), " -> ", out_size(),
-                       ")");
+    return detail::cat("sequential(", layers_.size(), " layers, ", this->in_size(), " -> ",
+                       this->out_size(), ")");
   }
-  index in_size() const override { return layers_.empty() ? 0 : layers_.front()->in_size(); }
-  index out_size() const override {
+  image_shape input_shape() const override {
+    return layers_.empty() ? image_shape{0, 1, 1} : layers_.front()->input_shape();
+  }
+  image_shape output_shape() const override {
     for (auto it = layers_.rbegin(); it != layers_.rend(); ++it)
-      if ((*it)->out_size() > 0) return (*it)->out_size();
-    return 0;
+      if ((*it)->out_size() > 0) return (*it)->output_shape();
+    return {0, 1, 1};
   }
-  void connect(index n, const std::string& where) override {
-    require<shape_error>(!layers_.empty(), where, " empty sequential");
-    layers_.front()->connect(n, where);
+  void connect(const image_shape& in, const std::string& where) override {
+    require<config_error>(!layers_.empty(), where, " empty sequential: nothing to connect");
+    layers_.front()->connect(in, where);
     for (std::size_t i = 1; i < layers_.size(); ++i)
-      layers_[i]->connect(layers_[i - 1]->out_size(), detail::cat(where, " layer ", i, ":"));
+      layers_[i]->connect(layers_[i - 1]->output_shape(), detail::cat(where, " layer ", i, ":"));
+    this->invalidate();
   }
 
-  /// Runs all layers; returns the last layer's output buffer. Precondition: not empty.
-  const matrix<T>& forward(const matrix<T>& x, mode m) override {
-    require<config_error>(!layers_.empty(), "sequential: forward on an empty network");
-    require<shape_error>(x.rows() == in_size() || in_size() == 0, "network input: expected ",
-                         in_size(), " features per sample (one sample per column), got a ",
-                         x.rows(), " x ", x.cols(), " batch");
-    this->x_ = &x;
-    const matrix<T>* h = &x;
-    for (auto& l : layers_) h = &l->forward(*h, m);
-    return *h;
+  int emit(program<T>& p, int input) override {
+    require<config_error>(!layers_.empty(), "sequential: an empty network has nothing to run");
+    for (auto& l : layers_) input = l->emit(p, input);
+    return input;
   }
-
-  /// Backpropagates dL/dY through all layers (setting every parameter gradient) and returns
-  /// dL/dX, or an empty matrix when `input_gradient()` is off.
-  const matrix<T>& backward(const matrix<T>& dy) override {
-    require<config_error>(!layers_.empty(), "sequential: backward on an empty network");
-    layers_.front()->set_input_gradient(this->input_gradient_);
-    const matrix<T>* g = &dy;
-    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = &(*it)->backward(*g);
-    return *g;
-  }
-
-  /// Output of the last forward (the last layer's buffer).
-  const matrix<T>& output() const override {
-    require<config_error>(!layers_.empty(), "sequential: no layers");
-    return layers_.back()->output();
-  }
-
-  void collect_parameters(const std::string& prefix, std::vector<tensor_ref<T>>& out) override {
-    for (std::size_t i = 0; i < layers_.size(); ++i)
-      layers_[i]->collect_parameters(detail::cat(prefix, i, "."), out);
-  }
-  void collect_buffers(const std::string& prefix, std::vector<tensor_ref<T>>& out) override {
-    for (std::size_t i = 0; i < layers_.size(); ++i)
-      layers_[i]->collect_buffers(detail::cat(prefix, i, "."), out);
+  void for_each_child(const std::function<void(const std::string&, layer<T>&)>& f) override {
+    for (std::size_t i = 0; i < layers_.size(); ++i) f(std::to_string(i), *layers_[i]);
   }
 
   /// All trainable parameters with their gradients, named "<layer>.<name>" (nested with dots).
   std::vector<tensor_ref<T>> parameters() {
     std::vector<tensor_ref<T>> out;
-    collect_parameters("", out);
+    this->collect_parameters("", out);
     return out;
   }
   /// All non-trainable state (batch-norm running statistics), named like parameters.
   std::vector<tensor_ref<T>> buffers() {
     std::vector<tensor_ref<T>> out;
-    collect_buffers("", out);
+    this->collect_buffers("", out);
     return out;
   }
   /// Total number of trainable scalars.

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "shatter/layer/parallel.hpp"
+#include "shatter/exec/pool.hpp"
 #include "shatter/optim/optimizer.hpp"
 
 namespace shatter {
@@ -60,20 +60,21 @@ class adam final : public optimizer<T> {
       T* md = m_[k].data();
       T* vd = v_[k].data();
       // elementwise, so large parameters are updated in blocks on the thread pool
-      detail::parallel_columns(1, this->params_[k].value->size(), [&](index c0, index c1) {
-        using vec = Eigen::Array<T, Eigen::Dynamic, 1>;
-        Eigen::Map<vec> p(pd + c0, c1 - c0), m(md + c0, c1 - c0), v(vd + c0, c1 - c0);
-        const Eigen::Map<const vec> g(gd + c0, c1 - c0);
-        if (wd != T(0) && o_.decoupled_weight_decay) p *= T(1) - lr * wd;
-        if (l2) {
-          m = b1 * m + (T(1) - b1) * (g + wd * p);
-          v = b2 * v + (T(1) - b2) * (g + wd * p).square();
-        } else {
-          m = b1 * m + (T(1) - b1) * g;
-          v = b2 * v + (T(1) - b2) * g.square();
-        }
-        p -= step_size * m / (v.sqrt() * inv_sqrt_bc2 + eps);
-      });
+      detail::parallel_columns(
+          detail::default_context(), 1, this->params_[k].value->size(), [&](index c0, index c1) {
+            using vec = Eigen::Array<T, Eigen::Dynamic, 1>;
+            Eigen::Map<vec> p(pd + c0, c1 - c0), m(md + c0, c1 - c0), v(vd + c0, c1 - c0);
+            const Eigen::Map<const vec> g(gd + c0, c1 - c0);
+            if (wd != T(0) && o_.decoupled_weight_decay) p *= T(1) - lr * wd;
+            if (l2) {
+              m = b1 * m + (T(1) - b1) * (g + wd * p);
+              v = b2 * v + (T(1) - b2) * (g + wd * p).square();
+            } else {
+              m = b1 * m + (T(1) - b1) * g;
+              v = b2 * v + (T(1) - b2) * g.square();
+            }
+            p -= step_size * m / (v.sqrt() * inv_sqrt_bc2 + eps);
+          });
     }
     ++this->steps_;
   }

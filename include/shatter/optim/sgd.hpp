@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "shatter/layer/parallel.hpp"
+#include "shatter/exec/pool.hpp"
 #include "shatter/optim/optimizer.hpp"
 
 namespace shatter {
@@ -51,31 +51,32 @@ class sgd final : public optimizer<T> {
       const T* gd = this->params_[k].grad->data();
       T* bd = buf_.empty() ? nullptr : buf_[k].data();
       // elementwise, so large parameters are updated in blocks on the thread pool
-      detail::parallel_columns(1, this->params_[k].value->size(), [&](index c0, index c1) {
-        using vec = Eigen::Array<T, Eigen::Dynamic, 1>;
-        Eigen::Map<vec> p(pd + c0, c1 - c0);
-        const Eigen::Map<const vec> g(gd + c0, c1 - c0);
-        if (!bd) {
-          if (wd != T(0))
-            p -= lr * (g + wd * p);
-          else
-            p -= lr * g;
-          return;
-        }
-        Eigen::Map<vec> b(bd + c0, c1 - c0);
-        if (wd != T(0))
-          b = mu * b + (g + wd * p);
-        else
-          b = mu * b + g;
-        if (o_.nesterov) {
-          if (wd != T(0))
-            p -= lr * (g + wd * p + mu * b);
-          else
-            p -= lr * (g + mu * b);
-        } else {
-          p -= lr * b;
-        }
-      });
+      detail::parallel_columns(detail::default_context(), 1, this->params_[k].value->size(),
+                               [&](index c0, index c1) {
+                                 using vec = Eigen::Array<T, Eigen::Dynamic, 1>;
+                                 Eigen::Map<vec> p(pd + c0, c1 - c0);
+                                 const Eigen::Map<const vec> g(gd + c0, c1 - c0);
+                                 if (!bd) {
+                                   if (wd != T(0))
+                                     p -= lr * (g + wd * p);
+                                   else
+                                     p -= lr * g;
+                                   return;
+                                 }
+                                 Eigen::Map<vec> b(bd + c0, c1 - c0);
+                                 if (wd != T(0))
+                                   b = mu * b + (g + wd * p);
+                                 else
+                                   b = mu * b + g;
+                                 if (o_.nesterov) {
+                                   if (wd != T(0))
+                                     p -= lr * (g + wd * p + mu * b);
+                                   else
+                                     p -= lr * (g + mu * b);
+                                 } else {
+                                   p -= lr * b;
+                                 }
+                               });
     }
     ++this->steps_;
   }

@@ -9,17 +9,13 @@
 #include <utility>
 #include <vector>
 
-#include "shatter/activation/crelu.hpp"
-#include "shatter/activation/elementwise.hpp"
-#include "shatter/activation/relu.hpp"
 #include "shatter/core/error.hpp"
 #include "shatter/core/threads.hpp"
 #include "shatter/core/types.hpp"
 #include "shatter/layer/batch_norm.hpp"
 #include "shatter/layer/dense.hpp"
 #include "shatter/layer/layer.hpp"
-#include "shatter/layer/residual.hpp"
-#include "shatter/network/sequential.hpp"
+#include "shatter/network/plan.hpp"
 #include "shatter/probe/noise.hpp"
 
 namespace shatter::probe {
@@ -41,11 +37,11 @@ enum class bn_statistics {
 
 /// How the gradients are computed; all methods are exact (no finite differences).
 enum class gradient_method {
-  /// tangent when every layer supports it and bn != through, backprop otherwise.
+  /// tangent unless bn == through, backprop then.
   automatic,
-  /// Forward-mode: the input tangent dx/dt is pushed through the network beside the batch, in
-  /// the same matrix products ([X | dX/dt] as one 2M-column batch). Supports dense, relu, crelu,
-  /// batch_norm, residual, sequential and every elementwise activation.
+  /// Forward-mode: the input tangent dx/dt is pushed through the network beside the batch by
+  /// every layer's tangent kernel (dense layers multiply [X | dX/dt] as one 2M-column batch).
+  /// Works for every network built from library layers, convolutions included.
   tangent,
   /// Reverse mode through the layers' own backward(): forward the batch, backward with dy = 1.
   backprop
@@ -73,19 +69,6 @@ struct sweep_result {
   gradient_method method = gradient_method::automatic;  ///< the method actually used
 };
 
-/// Calls f(leaf) for every non-container layer of `l` in forward order, descending into
-/// sequential networks and residual branches.
-template <class T, class F>
-void for_each_leaf(layer<T>& l, F&& f) {
-  if (auto* s = dynamic_cast<sequential<T>*>(&l)) {
-    for (std::size_t i = 0; i < s->size(); ++i) for_each_leaf((*s)[i], f);
-  } else if (auto* r = dynamic_cast<residual<T>*>(&l)) {
-    for_each_leaf(r->branch(), f);
-  } else {
-    f(l);
-  }
-}
-
 /// Saves what a probe changes in a network (running statistics, batch-norm gradient modes, the
 /// input-gradient switch) and restores it on destruction, so probing leaves the network as it was.
 template <class T>
@@ -94,7 +77,7 @@ class network_state_guard {
   explicit network_state_guard(layer<T>& net) : net_(net), input_grad_(net.input_gradient()) {
     net.collect_buffers("", buffers_);
     for (auto& b : buffers_) saved_.push_back(*b.value);
-    for_each_leaf(net, [this](layer<T>& l) {
+    for_each_leaf(net, [this](layer<T>& l, const std::string&) {
       if (auto* bn = dynamic_cast<batch_norm<T>*>(&l)) modes_.emplace_back(bn, bn->gradient_mode());
     });
   }
@@ -124,79 +107,78 @@ inline void check_sweep_options(const sweep_options& o, const char* who) {
   require<config_error>(o.points >= 2, who, ": need at least 2 points, got ", o.points);
 }
 
-/// Whether the tangent (forward-mode) path knows every layer of l.
-template <class T>
-bool tangent_supported(layer<T>& l) {
-  bool ok = true;
-  for_each_leaf(l, [&ok](layer<T>& x) {
-    ok = ok && (dynamic_cast<dense<T>*>(&x) || dynamic_cast<crelu<T>*>(&x) ||
-                dynamic_cast<batch_norm<T>*>(&x) || dynamic_cast<elementwise<T>*>(&x));
-  });
-  return ok;
+/// The sweep's t values: `points` evenly spaced on [from, to], the last exactly `to`.
+inline Eigen::VectorXd sweep_points(const sweep_options& o) {
+  const index m = o.points;
+  Eigen::VectorXd t(m);
+  for (index i = 0; i < m; ++i) t(i) = o.from + (o.to - o.from) * double(i) / double(m - 1);
+  t(m - 1) = o.to;
+  return t;
 }
 
-/// Whether the tangent path only reads `l` (dense, relu, crelu, nested in sequential or
-/// residual), so that disjoint chunks of points may run through it concurrently.
+/// Forward mode through a tangent plan: f and df/dt at every point of the line at once, and the
+/// rounding magnitude sum_k |w_k| |dh_k/dt| of a final dense layer.
 template <class T>
-bool tangent_pure(layer<T>& l) {
-  bool ok = true;
-  for_each_leaf(l, [&ok](layer<T>& x) {
-    ok = ok &&
-         (dynamic_cast<dense<T>*>(&x) || dynamic_cast<relu<T>*>(&x) || dynamic_cast<crelu<T>*>(&x));
-  });
-  return ok;
+void sweep_tangent(layer<T>& net, const Eigen::VectorXd& u, const Eigen::VectorXd& v,
+                   const sweep_options& o, sweep_result& r) {
+  const index m = o.points, d = u.size();
+  matrix<T> x(d, m), dx(d, m);
+  for (index i = 0; i < m; ++i) {
+    x.col(i) = (u + r.t(i) * v).template cast<T>();
+    dx.col(i) = v.template cast<T>();
+  }
+  plan<T> p(net, m, plan_mode::tangent);
+  const program<T>& code = p.code();
+  const layer<T>* last = code.ops.back().leaf;
+  const auto* last_dense = dynamic_cast<const dense<T>*>(last);
+  r.magnitude = Eigen::VectorXd::Zero(m);
+  typename plan<T>::tangent_observer watch = [&](const typename plan<T>::tangent_step& s) {
+    if (&s.l == last && last_dense)
+      r.magnitude = (last_dense->weight().cwiseAbs() * s.dx.cwiseAbs())
+                        .row(0)
+                        .transpose()
+                        .template cast<double>();
+  };
+  const batch_stats stats =
+      o.bn == bn_statistics::running ? batch_stats::running : batch_stats::fixed;
+  const auto out = p.tangent(const_batch_view<T>(x.data(), d, m),
+                             const_batch_view<T>(dx.data(), d, m), stats, &watch);
+  r.output = out.first.row(0).transpose().template cast<double>();
+  r.gradient = out.second.row(0).transpose().template cast<double>();
+  r.magnitude = r.magnitude.cwiseMax(r.gradient.cwiseAbs());
 }
 
-/// Forward mode: z = [H | D] (features x 2m) holds the batch H and its tangent D = dH/dt;
-/// replaces z by the layer's [Y | dY/dt]. `tmp` is scratch space.
-/// `magnitude`, if given, receives the row-0 |W| |dX/dt| of the last dense layer run.
+/// Reverse mode through a training plan: forward the batch, then backward with dy = 1 (or, for
+/// bn_statistics::through, one backward per point with dy = e_i: the Jacobian's diagonal).
 template <class T>
-void tangent_forward(layer<T>& l, matrix<T>& z, matrix<T>& tmp, index m, mode md,
-                     row_vector<T>* magnitude = nullptr) {
-  if (auto* s = dynamic_cast<sequential<T>*>(&l)) {
-    for (std::size_t i = 0; i < s->size(); ++i) {
-      const bool last_dense = i + 1 == s->size() && dynamic_cast<dense<T>*>(&(*s)[i]) != nullptr;
-      tangent_forward((*s)[i], z, tmp, m, md, last_dense ? magnitude : nullptr);
-    }
-  } else if (auto* r = dynamic_cast<residual<T>*>(&l)) {
-    const matrix<T> zin = z;
-    tangent_forward(r->branch(), z, tmp, m, md);
-    z = zin + r->beta() * z;
-  } else if (auto* d = dynamic_cast<dense<T>*>(&l)) {
-    require<shape_error>(z.rows() == d->in_size(), d->describe(), ": expected ", d->in_size(),
-                         " features per sample, got ", z.rows());
-    tmp.resize(d->out_size(), z.cols());
-    tmp.noalias() = d->weight() * z;
-    if (d->has_bias()) tmp.leftCols(m).colwise() += d->bias().col(0);
-    if (magnitude) *magnitude = (d->weight().cwiseAbs() * z.rightCols(m).cwiseAbs()).row(0);
-    std::swap(z, tmp);
-  } else if (dynamic_cast<relu<T>*>(&l)) {
-    z.rightCols(m) = (z.leftCols(m).array() > T(0)).select(z.rightCols(m), T(0));
-    z.leftCols(m) = z.leftCols(m).cwiseMax(T(0));
-  } else if (dynamic_cast<crelu<T>*>(&l)) {
-    const index n = z.rows();
-    tmp.resize(2 * n, 2 * m);
-    const auto h = z.leftCols(m).array();
-    const auto dz = z.rightCols(m).array();
-    tmp.topLeftCorner(n, m).array() = h.max(T(0));
-    tmp.bottomLeftCorner(n, m).array() = (-h).max(T(0));
-    tmp.topRightCorner(n, m).array() = (h >= T(0)).select(dz, T(0));
-    tmp.bottomRightCorner(n, m).array() = (h < T(0)).select(-dz, T(0));
-    std::swap(z, tmp);
-  } else if (auto* bn = dynamic_cast<batch_norm<T>*>(&l)) {
-    const matrix<T> h = z.leftCols(m);
-    z.leftCols(m) = bn->forward(h, md);
-    const auto& inv = bn->last_inv_std();
-    const index c = inv.size(), s = z.rows() / c;
-    for (index k = 0; k < c; ++k) z.block(k * s, m, s, m) *= bn->gamma()(k, 0) * inv(k);
-  } else if (auto* e = dynamic_cast<elementwise<T>*>(&l)) {
-    // Elementwise: the Jacobian is diagonal, so J D = J^T D = backward(D).
-    const matrix<T> h = z.leftCols(m), dz = z.rightCols(m);
-    z.leftCols(m) = e->forward(h, md);
-    z.rightCols(m) = e->backward(dz);
-  } else {
-    throw config_error(shatter::detail::cat("probe: the tangent method does not support ",
-                                            l.describe(), "; use gradient_method::backprop"));
+void sweep_backprop(layer<T>& net, const Eigen::VectorXd& u, const Eigen::VectorXd& v,
+                    const sweep_options& o, sweep_result& r) {
+  const index m = o.points, d = u.size();
+  matrix<T> x(d, m);
+  for (index i = 0; i < m; ++i) x.col(i) = (u + r.t(i) * v).template cast<T>();
+  for_each_leaf(net, [&o](layer<T>& l, const std::string&) {
+    if (auto* bn = dynamic_cast<batch_norm<T>*>(&l))
+      bn->set_gradient_mode(o.bn == bn_statistics::through ? bn_gradient::through_batch_stats
+                                                           : bn_gradient::fixed_stats);
+  });
+  plan<T> p(net, m, plan_mode::train);
+  const mode md = o.bn == bn_statistics::running ? mode::eval : mode::train;
+  r.output =
+      p.forward(const_batch_view<T>(x.data(), d, m), md).row(0).transpose().template cast<double>();
+  const vector<T> vt = v.template cast<T>();
+  matrix<T> dy = matrix<T>::Zero(1, m);
+  if (o.bn != bn_statistics::through) {
+    dy.setOnes();
+    const auto dx = p.backward(const_batch_view<T>(dy.data(), 1, m), true, false);
+    r.gradient = (vt.transpose() * dx).transpose().template cast<double>();
+    return;
+  }
+  r.gradient.resize(m);
+  for (index i = 0; i < m; ++i) {
+    dy(0, i) = T(1);
+    const auto dx = p.backward(const_batch_view<T>(dy.data(), 1, m), true, false, true);
+    r.gradient(i) = double(vt.dot(dx.col(i)));
+    dy(0, i) = T(0);
   }
 }
 
@@ -207,91 +189,21 @@ sweep_result sweep_impl(layer<T>& net, const Eigen::VectorXd& u, const Eigen::Ve
   check_sweep_options(o, who);
   require<shape_error>(net.out_size() == 1, who, ": the network must have a scalar output, ",
                        net.describe(), " has ", net.out_size(), " outputs");
-  const index m = o.points, d = u.size();
+  const index m = o.points;
   sweep_result r;
-  r.t.resize(m);
-  for (index i = 0; i < m; ++i) r.t(i) = o.from + (o.to - o.from) * double(i) / double(m - 1);
-  r.t(m - 1) = o.to;
-
+  r.t = sweep_points(o);
   network_state_guard<T> guard(net);
-  const mode md = o.bn == bn_statistics::running ? mode::eval : mode::train;
-  const bool tangent_ok = o.bn != bn_statistics::through && tangent_supported(net);
   gradient_method method = o.method;
   if (method == gradient_method::automatic)
-    method = tangent_ok ? gradient_method::tangent : gradient_method::backprop;
+    method = o.bn == bn_statistics::through ? gradient_method::backprop : gradient_method::tangent;
   require<config_error>(method != gradient_method::tangent || o.bn != bn_statistics::through, who,
                         ": the tangent method cannot differentiate through batch statistics "
                         "(bn_statistics::through); use backprop or automatic");
-  require<config_error>(method != gradient_method::tangent || tangent_ok, who,
-                        ": the tangent method does not support every layer of ", net.describe(),
-                        "; use backprop or automatic");
   r.method = method;
-  r.output.resize(m);
-  r.gradient.resize(m);
-
-  if (method == gradient_method::tangent) {
-    // Without batch norm or stateful activations the points are independent: split them into
-    // one chunk per thread (one synchronisation per sweep instead of one per product).
-    const index chunks =
-        tangent_pure(net) ? std::max<index>(1, std::min<index>(threads(), m / 64)) : 1;
-    r.magnitude = Eigen::VectorXd::Zero(m);
-    std::exception_ptr failure;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(int(chunks)) schedule(static, 1) if (chunks > 1)
-#endif
-    for (index c = 0; c < chunks; ++c) {
-      try {
-        const index i0 = c * m / chunks, mc = (c + 1) * m / chunks - i0;
-        matrix<T> z(d, 2 * mc), tmp;
-        for (index i = 0; i < mc; ++i) {
-          z.col(i) = (u + r.t(i0 + i) * v).template cast<T>();
-          z.col(mc + i) = v.template cast<T>();
-        }
-        row_vector<T> mag;
-        tangent_forward(net, z, tmp, mc, md, &mag);
-        require<shape_error>(z.rows() == 1, who, ": the network produced ", z.rows(),
-                             " outputs per sample; need 1");
-        r.output.segment(i0, mc) = z.leftCols(mc).transpose().template cast<double>();
-        r.gradient.segment(i0, mc) = z.rightCols(mc).transpose().template cast<double>();
-        if (mag.size() == mc) r.magnitude.segment(i0, mc) = mag.transpose().template cast<double>();
-      } catch (...) {
-#ifdef _OPENMP
-#pragma omp critical(shatter_probe_sweep)
-#endif
-        if (!failure) failure = std::current_exception();
-      }
-    }
-    if (failure) std::rethrow_exception(failure);
-    r.magnitude = r.magnitude.cwiseMax(r.gradient.cwiseAbs());
-  } else {
-    matrix<T> x(d, m);
-    for (index i = 0; i < m; ++i) x.col(i) = (u + r.t(i) * v).template cast<T>();
-    for_each_leaf(net, [&o](layer<T>& l) {
-      if (auto* bn = dynamic_cast<batch_norm<T>*>(&l))
-        bn->set_gradient_mode(o.bn == bn_statistics::through ? bn_gradient::through_batch_stats
-                                                             : bn_gradient::fixed_stats);
-    });
-    net.set_input_gradient(true);
-    const matrix<T>& y = net.forward(x, md);
-    require<shape_error>(y.rows() == 1 && y.cols() == m, who, ": the network produced a ", y.rows(),
-                         " x ", y.cols(), " output for a ", d, " x ", m, " batch; need 1 x ", m);
-    r.output = y.transpose().template cast<double>();
-    const vector<T> vt = v.template cast<T>();
-    if (o.bn != bn_statistics::through) {
-      const matrix<T> dy = matrix<T>::Ones(1, m);
-      const matrix<T>& dx = net.backward(dy);
-      r.gradient = (vt.transpose() * dx).transpose().template cast<double>();
-    } else {
-      // The diagonal of the full Jacobian: one backward pass per output, dy = e_i.
-      matrix<T> dy = matrix<T>::Zero(1, m);
-      for (index i = 0; i < m; ++i) {
-        dy(0, i) = T(1);
-        const matrix<T>& dx = net.backward(dy);
-        r.gradient(i) = double(vt.dot(dx.col(i)));
-        dy(0, i) = T(0);
-      }
-    }
-  }
+  if (method == gradient_method::tangent)
+    sweep_tangent(net, u, v, o, r);
+  else
+    sweep_backprop(net, u, v, o, r);
   if (r.magnitude.size() != m) r.magnitude = r.gradient.cwiseAbs();
   for (index i = 0; i < m; ++i) {
     require<numeric_error>(std::isfinite(r.output(i)), who, ": the network output at t = ", r.t(i),
@@ -306,9 +218,8 @@ sweep_result sweep_impl(layer<T>& net, const Eigen::VectorXd& u, const Eigen::Ve
 
 /// Sweeps a network with one input and one output over t in [o.from, o.to] (o.points evenly
 /// spaced values, one batch) and returns f(t_i) and the exact df/dt(t_i). The network's state
-/// (batch-norm running statistics and modes) is left as it was, but its layers' caches refer to
-/// the sweep's own batch: run forward again before calling backward on the network yourself.
-/// Not thread-safe for one network; distinct networks may be swept concurrently. Throws
+/// (batch-norm running statistics and modes) is left as it was; the sweep runs through plans of
+/// its own. Not thread-safe for one network; distinct networks may be swept concurrently. Throws
 /// config_error for fewer than 2 points or an empty, reversed or non-finite range; shape_error when
 /// the network's input or output is not scalar; numeric_error when an output or gradient is not
 /// finite.

@@ -10,6 +10,7 @@
 #include "shatter/activation/relu.hpp"
 #include "shatter/core/error.hpp"
 #include "shatter/core/types.hpp"
+#include "shatter/network/plan.hpp"
 #include "shatter/probe/sweep.hpp"
 
 namespace shatter::probe {
@@ -27,9 +28,9 @@ struct layer_activity {
 };
 
 /// Runs the sweep batch of `o` (inputs x = t, scalar-input networks) through `net` and returns
-/// the activity of every ReLU layer in forward order (including those inside residual
-/// branches). Batch norms use the sweep batch's statistics (running ones for
-/// bn_statistics::running). The network's state is restored. Errors as sweep().
+/// the activity of every ReLU layer in forward order (including those inside residual blocks
+/// and both branches of a branch_sum). Batch norms use the sweep batch's statistics (running ones
+/// for bn_statistics::running). The network's state is restored. Errors as sweep().
 template <class T>
 std::vector<layer_activity> unit_activity(layer<T>& net, const sweep_options& o = {}) {
   detail::check_sweep_options(o, "probe::unit_activity");
@@ -39,11 +40,9 @@ std::vector<layer_activity> unit_activity(layer<T>& net, const sweep_options& o 
   matrix<T> x(1, m);
   for (index i = 0; i < m; ++i) x(0, i) = T(o.from + (o.to - o.from) * double(i) / double(m - 1));
   network_state_guard<T> guard(net);
-  net.forward(x, o.bn == bn_statistics::running ? mode::eval : mode::train);
   std::vector<layer_activity> out;
-  for_each_leaf(net, [&](layer<T>& l) {
-    if (!dynamic_cast<relu<T>*>(&l)) return;
-    const matrix<T>& y = l.output();
+  typename plan<T>::observer watch = [&](const layer<T>& l, const_batch_view<T> y) {
+    if (!dynamic_cast<const relu<T>*>(&l)) return;
     layer_activity a;
     a.layer = index(out.size()) + 1;
     a.units = y.rows();
@@ -56,7 +55,10 @@ std::vector<layer_activity> unit_activity(layer<T>& net, const sweep_options& o 
     a.active = on / (double(y.rows()) * double(m));
     a.coactive = pairs / (double(y.rows()) * double(m) * double(m - 1));
     out.push_back(a);
-  });
+  };
+  plan<T> p(net, m, plan_mode::eval);
+  p.forward(const_batch_view<T>(x.data(), 1, m),
+            o.bn == bn_statistics::running ? mode::eval : mode::train, &watch);
   return out;
 }
 

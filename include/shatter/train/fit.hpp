@@ -189,7 +189,7 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
       std::string problem;
       index batch_correct = 0;
       if (!std::isfinite(l)) {
-        const auto where = find_nonfinite_forward(net);
+        const auto where = find_nonfinite_forward(net, xb);
         problem = detail::cat("non-finite loss (", l, ")",
                               where.found() ? "; first non-finite: " + where.where
                                             : std::string("; every layer output is finite"));

@@ -2,10 +2,12 @@
 #ifndef SHATTER_TRAIN_NONFINITE_HPP
 #define SHATTER_TRAIN_NONFINITE_HPP
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "shatter/network/plan.hpp"
 #include "shatter/network/sequential.hpp"
 
 namespace shatter {
@@ -40,17 +42,34 @@ nonfinite_location find_nonfinite_gradient(sequential<T>& net) {
   return {};
 }
 
-/// Why a forward pass went non-finite: the first layer (in forward order) whose last output
-/// holds a NaN or infinity, with the first parameter of the network whose value is non-finite if
-/// any; empty if every output and parameter is finite (then the loss itself overflowed).
+/// Why a forward pass on the batch x went non-finite: the first layer (in forward order)
+/// whose output holds a NaN or infinity when x runs through the network again in mode m, with
+/// the first parameter of the network whose value is non-finite if any; empty if every output
+/// and parameter is finite (then the loss itself overflowed). The network's buffers (running
+/// statistics) are left as they were.
 template <class T>
-nonfinite_location find_nonfinite_forward(sequential<T>& net) {
+nonfinite_location find_nonfinite_forward(sequential<T>& net, const matrix<T>& x,
+                                          mode m = mode::train) {
+  std::vector<const layer<T>*> order;
+  std::vector<std::string> paths;
+  for_each_leaf(net, [&](layer<T>& l, const std::string& path) {
+    order.push_back(&l);
+    paths.push_back(path);
+  });
   std::string where;
-  for (std::size_t i = 0; i < net.size(); ++i)
-    if (!net[i].output().allFinite()) {
-      where = detail::cat("output of layer ", i, " ", net[i].describe());
-      break;
-    }
+  {
+    std::vector<tensor_ref<T>> buffers = net.buffers();
+    std::vector<matrix<T>> saved;
+    for (auto& b : buffers) saved.push_back(*b.value);
+    typename plan<T>::observer watch = [&](const layer<T>& l, const_batch_view<T> y) {
+      if (!where.empty() || y.allFinite()) return;
+      const auto at = std::find(order.begin(), order.end(), &l) - order.begin();
+      where = detail::cat("output of layer ", paths[std::size_t(at)], " ", l.describe());
+    };
+    plan<T> p(net, std::max<index>(1, x.cols()), plan_mode::eval);
+    p.forward(const_batch_view<T>(x.data(), x.rows(), x.cols()), m, &watch);
+    for (std::size_t i = 0; i < buffers.size(); ++i) *buffers[i].value = saved[i];
+  }
   for (const auto& p : net.parameters())
     if (!p.value->allFinite()) {
       where += detail::cat(where.empty() ? "" : "; ", "value of parameter '", p.name, "' of ",

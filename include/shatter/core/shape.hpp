@@ -1,6 +1,6 @@
-// shatter: the shape of one image sample (channels x height x width) in a batch column.
-#ifndef SHATTER_LAYER_IMAGE_SHAPE_HPP
-#define SHATTER_LAYER_IMAGE_SHAPE_HPP
+// shatter: the shape of one sample (channels x height x width) in a batch column.
+#ifndef SHATTER_CORE_SHAPE_HPP
+#define SHATTER_CORE_SHAPE_HPP
 
 #include <string>
 
@@ -38,4 +38,4 @@ inline bool operator!=(const image_shape& a, const image_shape& b) {
 
 }  // namespace shatter
 
-#endif  // SHATTER_LAYER_IMAGE_SHAPE_HPP
+#endif  // SHATTER_CORE_SHAPE_HPP

@@ -1,6 +1,6 @@
-// shatter: the block-parallel loop behind the layers' matrix products.
-#ifndef SHATTER_LAYER_PARALLEL_HPP
-#define SHATTER_LAYER_PARALLEL_HPP
+// shatter: the block pool, the one place where shatter's kernels run in parallel.
+#ifndef SHATTER_EXEC_POOL_HPP
+#define SHATTER_EXEC_POOL_HPP
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -8,8 +8,10 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -22,6 +24,16 @@
 #include <omp.h>
 #endif
 
+namespace shatter::exec {
+
+/// What an execution plan hands every kernel it runs: how many threads of the block pool the
+/// kernel may use (the caller included). Kernels take it as an argument and never read a global.
+struct context {
+  int threads = 1;
+};
+
+}  // namespace shatter::exec
+
 namespace shatter::detail {
 
 /// Aligned scratch bytes that grow on request and are otherwise reused.
@@ -32,10 +44,13 @@ struct scratch_buffer {
   scratch_buffer(const scratch_buffer&) = delete;
   scratch_buffer& operator=(const scratch_buffer&) = delete;
   ~scratch_buffer() { Eigen::internal::aligned_free(p); }
+  /// Grows to at least n bytes (contents not kept). Allocates before freeing, so a failed
+  /// allocation (std::bad_alloc) leaves the old block valid and the buffer usable.
   void reserve(std::size_t n) {
     if (n <= bytes) return;
+    void* fresh = Eigen::internal::aligned_malloc(n);
     Eigen::internal::aligned_free(p);
-    p = Eigen::internal::aligned_malloc(n);
+    p = fresh;
     bytes = n;
   }
 };
@@ -82,8 +97,14 @@ class block_pool {
       for (index i = 0; i < n; ++i) f(i);
       return;
     }
-    const int workers = ensure_workers(threads - 1);
-    for (int w = 0; w < workers; ++w) buffers_[std::size_t(w)]->reserve(scratch_bytes);
+    int workers = 0;
+    try {
+      workers = ensure_workers(threads - 1);
+      for (int w = 0; w < workers; ++w) buffers_[std::size_t(w)]->reserve(scratch_bytes);
+    } catch (...) {
+      busy_.store(false, std::memory_order_release);
+      throw;
+    }
     fn_ = [](void* ctx, index i) { (*static_cast<F*>(ctx))(i); };
     ctx_ = &f;
     n_.store(n, std::memory_order_relaxed);
@@ -129,15 +150,21 @@ class block_pool {
     return inside;
   }
 
-  /// Starts workers up to `want` (never stops any); returns how many to use.
+  /// Starts workers up to `want` (never stops any); returns how many to use: fewer when the
+  /// system refuses to create a thread (the loop then runs on the threads there are).
   int ensure_workers(int want) {
     while (int(threads_.size()) < want) {
-      buffers_.push_back(std::make_unique<scratch_buffer>());
+      if (buffers_.size() == threads_.size())
+        buffers_.push_back(std::make_unique<scratch_buffer>());
       scratch_buffer* own = buffers_.back().get();
       const int id = int(threads_.size());
-      threads_.emplace_back([this, id, own] { worker(id, own); });
+      try {
+        threads_.emplace_back([this, id, own] { worker(id, own); });
+      } catch (const std::system_error&) {
+        break;
+      }
     }
-    return want;
+    return std::min(want, int(threads_.size()));
   }
 
   /// Claims and runs blocks of job `gen` until none is left; returns how many it ran (the
@@ -201,30 +228,35 @@ class block_pool {
   std::vector<std::unique_ptr<scratch_buffer>> buffers_;
 };
 
-/// Threads shatter's own loops use: Eigen::nbThreads() (see shatter::set_threads; 1 without
-/// OpenMP), and 1 when called inside an OpenMP parallel region.
-inline int loop_threads() {
+/// Threads a loop may use under context c: c.threads, and 1 inside an OpenMP parallel region.
+inline int loop_threads(const exec::context& c) {
 #ifdef _OPENMP
   if (omp_in_parallel()) return 1;
 #endif
-  return Eigen::nbThreads();
+  return c.threads < 1 ? 1 : c.threads;
 }
 
-/// Runs f(i) for i in [0, n) on loop_threads() threads of the block pool (the caller included;
-/// blocks are claimed one at a time, so a thread the system preempts holds up at most the block
-/// it is in), or in order on one thread. Every participant first has scratch for `scratch`
-/// scalars of type T (gemm_scratch). f must not throw.
+/// The context of code that runs outside a plan (optimisers): Eigen::nbThreads() threads (see
+/// shatter::set_threads).
+inline exec::context default_context() {
+  return {Eigen::nbThreads()};
+}
+
+/// Runs f(i) for i in [0, n) on the threads of context c from the block pool (the caller
+/// included; blocks are claimed one at a time, so a thread the system preempts holds up at most
+/// the block it is in), or in order on one thread. Every participant first has scratch for
+/// `scratch` scalars of type T (gemm_scratch). f must not throw.
 template <class T, class F>
-void parallel_blocks(index n, std::size_t scratch, F&& f) {
-  block_pool::instance().run(n, loop_threads(), scratch * sizeof(T), f);
+void parallel_blocks(const exec::context& c, index n, std::size_t scratch, F&& f) {
+  block_pool::instance().run(n, loop_threads(c), scratch * sizeof(T), f);
 }
 
 /// Runs f(c0, c1) over column ranges covering [0, cols) of a matrix with `rows` rows: in blocks
 /// on the block pool when the matrix is large enough to pay for it (elementwise layers), otherwise
 /// once over all columns. f must not throw.
 template <class F>
-void parallel_columns(index rows, index cols, F&& f) {
-  const int threads = loop_threads();
+void parallel_columns(const exec::context& c, index rows, index cols, F&& f) {
+  const int threads = loop_threads(c);
   const index blocks = threads > 1 && rows * cols >= (index(1) << 15)
                            ? std::min<index>(cols, 4 * index(threads))
                            : index(1);
@@ -238,4 +270,28 @@ void parallel_columns(index rows, index cols, F&& f) {
 
 }  // namespace shatter::detail
 
-#endif  // SHATTER_LAYER_PARALLEL_HPP
+namespace shatter::exec {
+
+/// Runs fn(i) once for every i in [0, n) on up to `threads` threads of shatter's block pool (the
+/// calling thread included), handing out indices in order; kernels that fn runs stay on fn's
+/// thread. The first exception fn throws is rethrown once every index has run. For independent
+/// jobs such as probing many networks, one per index.
+template <class F>
+void parallel_for(index n, int threads, F&& fn) {
+  std::exception_ptr failure;
+  std::mutex m;
+  auto run = [&](index i) {
+    try {
+      fn(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(m);
+      if (!failure) failure = std::current_exception();
+    }
+  };
+  detail::block_pool::instance().run(n, threads < 1 ? 1 : threads, 0, run);
+  if (failure) std::rethrow_exception(failure);
+}
+
+}  // namespace shatter::exec
+
+#endif  // SHATTER_EXEC_POOL_HPP

@@ -1,13 +1,13 @@
 // shatter: the matrix-product kernel behind dense layers (allocation-free, threaded in blocks).
-#ifndef SHATTER_LAYER_GEMM_HPP
-#define SHATTER_LAYER_GEMM_HPP
+#ifndef SHATTER_EXEC_GEMM_HPP
+#define SHATTER_EXEC_GEMM_HPP
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstddef>
 
 #include "shatter/core/types.hpp"
-#include "shatter/layer/parallel.hpp"
+#include "shatter/exec/pool.hpp"
 
 /// Tuning of the threaded products: blocks per thread (more: a preempted thread holds up less;
 /// fewer: less repacking of the shared operand) and the smallest block (rows or columns).
@@ -305,4 +305,4 @@ inline index block_start(index i, index blocks, index extent, index align = 16) 
 
 }  // namespace shatter::detail
 
-#endif  // SHATTER_LAYER_GEMM_HPP
+#endif  // SHATTER_EXEC_GEMM_HPP
