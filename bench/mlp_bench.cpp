@@ -23,6 +23,7 @@
 #include "shatter/core/threads.hpp"
 #include "shatter/loss/softmax_cross_entropy.hpp"
 #include "shatter/network/builders.hpp"
+#include "shatter/network/plan.hpp"
 #include "shatter/optim/sgd.hpp"
 
 namespace {
@@ -119,23 +120,27 @@ int memory_report(shatter::index depth) {
   };
   const double before = rss_kib();
   mlp_case c(true, depth);
-  c.step();
-  c.step();
+  shatter::plan<T> p(c.net, kBatch, shatter::plan_mode::train);
+  for (int s = 0; s < 2; ++s) {
+    c.ce.forward(shatter::matrix<T>(p.forward(c.x, shatter::mode::train)), c.labels);
+    p.backward(c.ce.gradient(), false);
+    c.opt.step();
+  }
   const double after = rss_kib();
-  double params = 0, acts = 0;
-  for (auto& p : c.params) params += double(p.value->size());
-  for (std::size_t i = 0; i < c.net.size(); ++i) acts += double(c.net[i].output().size());
+  double params = 0;
+  for (auto& q : c.params) params += double(q.value->size());
+  const double held = double(p.bytes()) / sizeof(T);
   const double mib = sizeof(T) / (1024.0 * 1024.0);
   std::printf(
       "memory: CReLU MLP depth %ld width %ld batch %ld fp32\n"
       "  parameters          %8.1f MiB (%.0f scalars)\n"
       "  gradients           %8.1f MiB\n"
-      "  stored activations  %8.1f MiB (every layer's output)\n"
-      "  params+grads+acts   %8.1f MiB\n"
+      "  plan buffers        %8.1f MiB (kept activations, gradients, workspace)\n"
+      "  params+grads+plan   %8.1f MiB\n"
       "  peak RSS            %8.1f MiB (process; %.1f MiB before building the network)\n"
       "  peak RSS growth     %8.1f MiB\n",
-      long(depth), long(kWidth), long(kBatch), params * mib, params, params * mib, acts * mib,
-      (2 * params + acts) * mib, after / 1024.0, before / 1024.0, (after - before) / 1024.0);
+      long(depth), long(kWidth), long(kBatch), params * mib, params, params * mib, held * mib,
+      (2 * params + held) * mib, after / 1024.0, before / 1024.0, (after - before) / 1024.0);
   return 0;
 }
 

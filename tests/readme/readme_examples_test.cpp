@@ -67,3 +67,37 @@ TEST_CASE("README: build, train, check") {
   CHECK(info.epoch == 2);
   std::remove(path.c_str());
 }
+
+TEST_CASE("README: plans") {
+  shatter::rng g(3);
+  shatter::mlp_spec spec;
+  spec.in = 8;
+  spec.width = 16;
+  spec.depth = 3;
+  spec.out = 1;
+  auto net = shatter::looks_linear_mlp<float>(spec, g);
+  shatter::matrix<float> x = shatter::matrix<float>::Random(8, 128);
+  shatter::matrix<float> dy = shatter::matrix<float>::Ones(1, 128);
+  shatter::matrix<float> dx_dt = shatter::matrix<float>::Ones(8, 256);
+  shatter::matrix<float> x2 = shatter::matrix<float>::Random(8, 256);
+  {
+    // --- README ---
+    shatter::plan<float> p(net, /*max_batch=*/128, shatter::plan_mode::train, /*threads=*/2);
+    auto y = p.forward(x, shatter::mode::train);        // a view, valid until the next pass
+    auto dx = p.backward(dy, /*input_gradient=*/true);  // parameter gradients set too
+    // --- end ---
+    CHECK(y.cols() == 128);
+    CHECK(dx.rows() == 8);
+  }
+  const shatter::matrix<float>& x_ = x2;
+  {
+    const auto& x = x_;
+    // --- README ---
+    shatter::plan<float> t(net, 256, shatter::plan_mode::tangent);
+    auto [f, df] = t.tangent(x, dx_dt, shatter::batch_stats::fixed);  // f(x) and J dx, one pass
+    // --- end ---
+    // A looks-linear net is linear at initialisation: J dx is the same for every input.
+    CHECK((df.array() - df(0, 0)).abs().maxCoeff() <= 1e-4f * (1 + std::abs(df(0, 0))));
+    CHECK(f.cols() == 256);
+  }
+}

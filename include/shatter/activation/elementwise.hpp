@@ -52,6 +52,7 @@ class activation final : public layer<T> {
     return {Op::from == derivative_from::input, Op::from == derivative_from::output};
   }
   bool replayable() const override { return true; }
+  bool in_place() const override { return true; }
 
   void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode,
                       const kernel_env<T>& env) override {

@@ -37,6 +37,7 @@ class prelu final : public layer<T> {
   }
   backward_reads reads() const override { return {true, false}; }
   bool replayable() const override { return true; }
+  bool in_place() const override { return true; }
 
   void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode, const kernel_env<T>&) override {
     if (shape_.size() == 0) shape_ = {x.rows(), 1, 1};

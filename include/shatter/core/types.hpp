@@ -35,6 +35,12 @@ using batch_view = Eigen::Map<matrix<T>>;
 template <class T>
 using const_batch_view = Eigen::Map<const matrix<T>>;
 
+/// A read-only view of a whole matrix.
+template <class T>
+const_batch_view<T> view_of(const matrix<T>& m) {
+  return const_batch_view<T>(m.data(), m.rows(), m.cols());
+}
+
 /// A view of no data (0 x 0): what a kernel receives for a buffer it did not ask for.
 template <class T>
 batch_view<T> no_batch() {

@@ -62,9 +62,9 @@ inline scratch_buffer*& bound_scratch() {
   return bound;
 }
 inline scratch_buffer& thread_scratch() {
-  thread_local scratch_buffer own;
-  scratch_buffer* b = bound_scratch();
-  return b ? *b : own;
+  if (scratch_buffer* b = bound_scratch()) return *b;
+  thread_local scratch_buffer own;  // first touched here: a pool worker never creates one
+  return own;
 }
 
 inline void cpu_relax() {

@@ -65,6 +65,7 @@ class batch_norm final : public layer<T> {
   }
   backward_reads reads() const override { return {true, false}; }
   bool replayable() const override { return true; }
+  bool in_place() const override { return true; }
   index saved_size() const override { return 2 * c_ + 1; }
 
   /// Selects how backward treats batch statistics in training mode (default: through them).

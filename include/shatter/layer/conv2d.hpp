@@ -126,7 +126,7 @@ class conv2d final : public layer<T> {
     const index n = dy.cols();
     const bool want_dx = dx.size() > 0;
     if (!want_dx && !param_grads) return;
-    const plan pl = make_plan(n, true);
+    const chunking pl = make_chunking(n, true);
     const workspace ws = work_layout(n);
     if (offset_ && want_dx) regroup_by_phase(pl, env.work + ws.wt, env.work + ws.packed);
     T* partials = env.work + ws.partials;
@@ -192,7 +192,7 @@ class conv2d final : public layer<T> {
   /// [n b / chunks, n (b + 1) / chunks): sizes differ by at most one, and the count is even so
   /// that two threads share the work equally (and independent of the thread count, so are the
   /// results).
-  struct plan {
+  struct chunking {
     index n, cs, chunks;
     index begin(index b) const { return n * b / chunks; }
     index size(index b) const { return begin(b + 1) - begin(b); }
@@ -205,12 +205,12 @@ class conv2d final : public layer<T> {
     constexpr index mr = detail::offset_gemm_mr<T>();
     return (n + mr - 1) / mr * mr;
   }
-  plan make_plan(index n, bool backward) const {
+  chunking make_chunking(index n, bool backward) const {
     const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
     const index ss = stride_ * stride_;
     const index per = offset_ ? (C * ss + C + O) * (out_.height + q_) * (out_.width + q_)
                               : out_.spatial() * (K + O);
-    plan pl{};
+    chunking pl{};
     pl.n = n;
     if (n == 0) return pl;  // no chunks
     pl.direct_out = offset_ && O % detail::offset_gemm_nr == 0;
@@ -237,8 +237,8 @@ class conv2d final : public layer<T> {
   /// the padded input (xp, with a margin the spare rows of the last register tile read), then the
   /// output (out, forward) or the padded dL/dy, one phase of dL/dx and dL/dy transposed (dyp,
   /// dxo, dyt; backward). im2col path: the unfolded input (xp) and the output or gathered dL/dy
-  /// (out). Packing space for the products starts at `gemm`. make_plan sizes the scratch with it
-  /// and the chunks find their buffers with it.
+  /// (out). Packing space for the products starts at `gemm`. make_chunking sizes the scratch with
+  /// it and the chunks find their buffers with it.
   struct chunk_space {
     index koff = 0, koff_t = 0, xp = 0, out = 0, dyp = 0, dxo = 0, dyt = 0, gemm = 0;
   };
@@ -299,7 +299,7 @@ class conv2d final : public layer<T> {
   };
   workspace work_layout(index n) const {
     const index O = w_.rows(), C = in_.channels, kk = k_ * k_;
-    const index chunks = n == 0 ? 0 : make_plan(n, true).chunks;
+    const index chunks = n == 0 ? 0 : make_chunking(n, true).chunks;
     workspace ws;
     ws.wt = lines(std::max(w_.size(), O * kk * C));
     ws.partials = ws.wt + (offset_ ? lines(O * kk * C) : 0);
@@ -309,7 +309,7 @@ class conv2d final : public layer<T> {
 
   /// y = conv(x) (+ b when `bias`), chunk by chunk on the pool.
   void convolve(const_batch_view<T> x, batch_view<T> y, bool bias, const kernel_env<T>& env) {
-    const plan pl = make_plan(x.cols(), false);
+    const chunking pl = make_chunking(x.cols(), false);
     T* packed = env.work + work_layout(x.cols()).packed;
     if (pl.direct_out)  // W^T packed once for the direct product of every chunk
       detail::offset_gemm_pack(w_.cols(), w_.rows(), w_.data(), w_.rows(), 1, packed);
@@ -319,8 +319,8 @@ class conv2d final : public layer<T> {
   }
 
   /// W regrouped by input phase into wt (row O start(ph) + o n(ph) + i holds the i-th tap of
-  /// phase ph), and packed for the direct product when the plan uses it.
-  void regroup_by_phase(const plan& pl, T* wt, T* packed) const {
+  /// phase ph), and packed for the direct product when the chunking uses it.
+  void regroup_by_phase(const chunking& pl, T* wt, T* packed) const {
     const index O = w_.rows(), C = in_.channels, kk = k_ * k_;
     Eigen::Map<matrix<T>> w(wt, O * kk, C);
     for (index ph = 0; ph + 1 < index(phase_start_.size()); ++ph) {
@@ -337,7 +337,7 @@ class conv2d final : public layer<T> {
 
   /// dW and db as the sums over chunks of their partial products (O x K, or K x O transposed),
   /// in chunk order (the same bits for any thread count).
-  void sum_partials(const plan& pl, const T* partials) {
+  void sum_partials(const chunking& pl, const T* partials) {
     const index O = w_.rows(), K = w_.cols(), per = K * O + O;
     if (pl.chunks == 0) {  // an empty batch
       dw_.setZero();
@@ -360,8 +360,8 @@ class conv2d final : public layer<T> {
     }
   }
 
-  void forward_chunk(const_batch_view<T> x, batch_view<T> y, const T* bias, index b, const plan& pl,
-                     const T* packed) const {
+  void forward_chunk(const_batch_view<T> x, batch_view<T> y, const T* bias, index b,
+                     const chunking& pl, const T* packed) const {
     const index C = in_.channels, O = w_.rows(), K = w_.cols();
     const index s0 = pl.begin(b), nc = pl.size(b);
     T* ws = static_cast<T*>(detail::thread_scratch().p);
@@ -404,7 +404,7 @@ class conv2d final : public layer<T> {
   /// One chunk's dW and db partial sums (when `params`) and its columns of dL/dx (when dx is not
   /// empty). `work` is the kernel call's workspace (W regrouped and packed for dL/dx).
   void backward_chunk(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx, bool params,
-                      index b, const plan& pl, T* partial, const T* work) const {
+                      index b, const chunking& pl, T* partial, const T* work) const {
     const index O = w_.rows(), K = w_.cols();
     const index s0 = pl.begin(b), nc = pl.size(b);
     if (params) {
@@ -426,7 +426,7 @@ class conv2d final : public layer<T> {
   }
 
   void backward_chunk_offset(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx,
-                             bool params, index s0, index nc, const plan& pl, T* partial,
+                             bool params, index s0, index nc, const chunking& pl, T* partial,
                              const T* wt, const T* packed) const {
     const index C = in_.channels, O = w_.rows(), kk = k_ * k_;
     T* ws = static_cast<T*>(detail::thread_scratch().p);
@@ -473,7 +473,7 @@ class conv2d final : public layer<T> {
 
   /// dW += dy^T unfold(x) over a chunk's rows of the strip layout (dy is zero between pixels):
   /// by the broadcast kernel against dy transposed (dyt) or Eigen's product.
-  void weight_grad_offset(const detail::strip& g, const plan& pl, const T* xp, const T* dyp,
+  void weight_grad_offset(const detail::strip& g, const chunking& pl, const T* xp, const T* dyp,
                           const index* koff, T* dyt, T* partial, T* gbuf) const {
     const index O = w_.rows(), K = w_.cols();
     using mat_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::ColMajor>;
@@ -494,7 +494,8 @@ class conv2d final : public layer<T> {
   }
 
   void backward_chunk_im2col(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx,
-                             bool params, index s0, index nc, const plan& pl, T* partial) const {
+                             bool params, index s0, index nc, const chunking& pl,
+                             T* partial) const {
     const index O = w_.rows(), K = w_.cols();
     const index P = out_.spatial(), N = nc * P;
     T* ws = static_cast<T*>(detail::thread_scratch().p);

@@ -24,6 +24,7 @@ class flatten final : public layer<T> {
   image_shape output_shape() const override { return {in_.size(), 1, 1}; }
   backward_reads reads() const override { return {}; }
   bool replayable() const override { return true; }
+  bool in_place() const override { return true; }
 
   void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode, const kernel_env<T>&) override {
     this->check_input(x.rows(), x.cols());

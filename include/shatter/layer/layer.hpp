@@ -91,6 +91,9 @@ class layer {
   /// saved state (elementwise layers, batch norm): a plan may then drop the output after the
   /// forward pass and recompute it for backward.
   virtual bool replayable() const { return false; }
+  /// Whether forward_kernel may write its output over its input (y and x the same buffer): true
+  /// for layers that map each value to the value in the same place (activations, batch norm).
+  virtual bool in_place() const { return false; }
   /// Scalars of per-batch state a training forward saves for backward (batch statistics).
   virtual index saved_size() const { return 0; }
   /// Scalars of workspace a kernel call on n samples needs.

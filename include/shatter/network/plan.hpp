@@ -31,10 +31,12 @@ enum class plan_mode {
 ///
 /// Memory (plan_mode::train): the forward pass keeps only the values some backward kernel reads.
 /// A value made by a replayable layer (activations, batch norm) is not kept when it is larger
-/// than that layer's input or the input is kept anyway: backward recomputes it from the input
-/// with the saved statistics (a conv -> batch norm -> CReLU unit keeps the convolution's output
-/// alone, since the CReLU output and the batch-norm output are recomputed from it). Buffers are
-/// reused as soon as their value is dead, so evaluation of a chain needs two activation buffers.
+/// than that layer's input or the input is available anyway (kept, or itself replayable from a
+/// kept value): backward recomputes it from the input with the saved statistics. A conv ->
+/// batch norm -> CReLU (or ReLU) unit keeps the convolution's output alone, since the batch-norm
+/// and activation outputs are recomputed from it. Buffers are
+/// reused as soon as their value is dead, and in_place() layers (activations, batch norm) write
+/// over an input that dies with them, so evaluation of a chain needs two activation buffers.
 /// Buffers are allocated by the first pass that needs them and reused afterwards: after one
 /// forward and backward, passes allocate nothing.
 ///
@@ -133,6 +135,20 @@ class plan {
     return {view(out), tangent_view(out)};
   }
 
+  /// The same passes for batches held in matrices.
+  const_batch_view<T> forward(const matrix<T>& x, mode m, const observer* watch = nullptr) {
+    return forward(view_of(x), m, watch);
+  }
+  const_batch_view<T> backward(const matrix<T>& dy, bool input_gradient, bool param_grads = true,
+                               bool keep = false) {
+    return backward(view_of(dy), input_gradient, param_grads, keep);
+  }
+  std::pair<const_batch_view<T>, const_batch_view<T>> tangent(
+      const matrix<T>& x, const matrix<T>& dx, batch_stats s,
+      const tangent_observer* watch = nullptr) {
+    return tangent(view_of(x), view_of(dx), s, watch);
+  }
+
   /// Largest batch the plan runs.
   index max_batch() const { return cap_; }
   plan_mode built_for() const { return mode_; }
@@ -190,13 +206,11 @@ class plan {
         if (r.output) needed_[std::size_t(o.out)] = true;
       }
     for (int v = prog_.values() - 1; v > 0; --v) {
-      if (!needed_[std::size_t(v)]) continue;
-      const auto& o = prog_.ops[std::size_t(prog_.producer[std::size_t(v)])];
-      if (!o.leaf || !o.leaf->replayable()) continue;
-      if (prog_.rows[std::size_t(v)] > prog_.rows[std::size_t(o.in)] ||
-          needed_[std::size_t(o.in)]) {
+      if (!needed_[std::size_t(v)] || !replayable(v)) continue;
+      const int u = prog_.ops[std::size_t(prog_.producer[std::size_t(v)])].in;
+      if (prog_.rows[std::size_t(v)] > prog_.rows[std::size_t(u)] || derivable(u, 4)) {
         recomputed_[std::size_t(v)] = true;
-        needed_[std::size_t(o.in)] = true;
+        needed_[std::size_t(u)] = true;
       }
     }
     release_after_.assign(prog_.ops.size(), {});
@@ -211,6 +225,19 @@ class plan {
     for (int v = 0; v < prog_.values(); ++v)
       if (last[std::size_t(v)] != INT_MAX)
         release_after_[std::size_t(last[std::size_t(v)])].push_back(v);
+  }
+  /// Whether value v is made by a replayable layer (from one input).
+  bool replayable(int v) const {
+    const int p = prog_.producer[std::size_t(v)];
+    return p >= 0 && prog_.ops[std::size_t(p)].leaf && prog_.ops[std::size_t(p)].leaf->replayable();
+  }
+  /// Whether backward has value u at no memory cost: it is needed anyway, or replayable from
+  /// such a value within `depth` replays (a ReLU's input, the batch-norm output, is replayable
+  /// from the convolution output batch norm keeps).
+  bool derivable(int u, int depth) const {
+    if (needed_[std::size_t(u)]) return true;
+    if (depth == 0 || !replayable(u)) return false;
+    return derivable(prog_.ops[std::size_t(prog_.producer[std::size_t(u)])].in, depth - 1);
   }
   /// Records that backward step i reads v (and, for a recomputed v, what recomputing it reads).
   void mark_closure(int v, int i, std::vector<int>& last) const {
@@ -312,14 +339,25 @@ class plan {
   }
   void forward_op(int i, mode m, const observer* watch) {
     const auto& o = prog_.ops[std::size_t(i)];
-    loc_[std::size_t(o.out)] = acquire(o.out);
+    const const_batch_view<T> x = view(o.in);
+    if (o.leaf && o.leaf->in_place() && dies_here(o.in, i) && loc_[std::size_t(o.in)] >= 0 &&
+        prog_.rows[std::size_t(o.in)] == prog_.rows[std::size_t(o.out)]) {
+      loc_[std::size_t(o.out)] = loc_[std::size_t(o.in)];  // the output takes the input's place
+      loc_[std::size_t(o.in)] = -1;
+    } else {
+      loc_[std::size_t(o.out)] = acquire(o.out);
+    }
     if (o.leaf)
-      o.leaf->forward_kernel(view(o.in), view_w(o.out), m, env(i));
+      o.leaf->forward_kernel(x, view_w(o.out), m, env(i));
     else
-      view_w(o.out) = view(o.in) + o.beta * view(o.in2);
+      view_w(o.out) = x + o.beta * view(o.in2);
     if (watch && o.leaf) (*watch)(*o.leaf, view(o.out));
     for (int u : {o.in, o.in2})
-      if (u >= 0 && last_fwd_use_[std::size_t(u)] == i && !kept(u)) drop(u);
+      if (dies_here(u, i)) drop(u);
+  }
+  /// Whether op i is the last forward reader of value u and nothing keeps u for backward.
+  bool dies_here(int u, int i) const {
+    return u >= 0 && last_fwd_use_[std::size_t(u)] == i && !kept(u);
   }
   /// Whether value u stays held after the forward pass: backward reads it and does not
   /// recompute it.

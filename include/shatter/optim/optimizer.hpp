@@ -10,7 +10,7 @@
 
 #include "shatter/core/error.hpp"
 #include "shatter/core/types.hpp"
-#include "shatter/layer/layer.hpp"
+#include "shatter/core/tensor_ref.hpp"
 
 namespace shatter {
 
