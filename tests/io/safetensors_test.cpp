@@ -2,12 +2,14 @@
 // Python writer (struct + json), and rejection of every kind of malformed or truncated file.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "shatter/core/rng.hpp"
 #include "shatter/io/safetensors.hpp"
+#include "temp_dir.hpp"
 
 using namespace shatter;
 using io::dtype;
@@ -94,6 +96,14 @@ io::safetensors_file sample_file() {
   f.metadata["architecture"] = "dense(3 -> 2, bias)";
   f.metadata["tricky \"key\"\n"] = "tab\tand \\ backslash, caf\xc3\xa9, \x01";
   return f;
+}
+
+// Seconds of wall-clock time taken by f().
+template <class F>
+double seconds_of(F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace
@@ -351,4 +361,49 @@ TEST_CASE("safetensors: files on disk, atomic replacement, missing file") {
   CHECK_THROWS_WITH(io::write_safetensors("no_such_dir_shatter/x.safetensors", f),
                     Catch::Contains("no_such_dir_shatter/x.safetensors"));
   std::remove(path.c_str());
+}
+
+TEST_CASE("safetensors: a file with 100,000 metadata keys loads in under a second") {
+  io::safetensors_file f;
+  for (int i = 0; i < 100000; ++i)
+    f.metadata["key." + std::to_string(i)] = "value " + std::to_string(i);
+  f.tensors["w"] = io::to_tensor(std::vector<float>{1, 2, 3});
+  test::temp_dir dir;
+  const std::string path = dir.file("many_keys.safetensors");
+  io::write_safetensors(path, f);
+  io::safetensors_file g;
+  const double seconds = seconds_of([&] { g = io::read_safetensors(path); });
+  INFO("load took " << seconds << " s");
+  CHECK(g.metadata.size() == 100000);
+  CHECK(g.metadata == f.metadata);
+  CHECK(g.metadata.at("key.99999") == "value 99999");
+  CHECK(io::to_vector<float>(g.at("w"), "w") == std::vector<float>{1, 2, 3});
+#ifdef NDEBUG  // a Release build: the check is linearithmic, a quadratic one took ~50 s
+  CHECK(seconds < 1.0);
+#endif
+}
+
+TEST_CASE("safetensors: a duplicate among 100,000 metadata keys is refused at once, named") {
+  std::string header = "{\"__metadata__\":{";
+  for (int i = 0; i < 100000; ++i) header += "\"key." + std::to_string(i) + "\":\"v\",";
+  const std::size_t repeated = header.size();  // where the repeated key starts in the header
+  header += "\"key.50000\":\"again\"}}";
+  test::temp_dir dir;
+  const std::string path = dir.file("duplicate_keys.safetensors");
+  const auto bytes = raw_file(header, 0);
+  io::write_file_atomic(path, bytes.data(), bytes.size());
+  std::string message;
+  const double seconds = seconds_of([&] {
+    try {
+      (void)io::read_safetensors(path);
+    } catch (const data_error& e) {
+      message = e.what();
+    }
+  });
+  INFO("refusal took " << seconds << " s");
+  CHECK_THAT(message, Catch::Contains(path) && Catch::Contains("duplicate key \"key.50000\"") &&
+                          Catch::Contains("at byte " + std::to_string(8 + repeated)));
+#ifdef NDEBUG
+  CHECK(seconds < 1.0);
+#endif
 }

@@ -14,6 +14,7 @@
 #include "shatter/core/error.hpp"
 #include "shatter/core/types.hpp"
 #include "shatter/io/atomic_file.hpp"
+#include "shatter/io/json.hpp"
 
 /// File format (https://github.com/huggingface/safetensors), exactly:
 ///   8 bytes  N, the header length, unsigned little-endian;
@@ -131,328 +132,6 @@ T get_le(const unsigned char* in) {
   return v;
 }
 
-/// A JSON value, just enough for safetensors headers (numbers kept as their text).
-struct json_value {
-  enum kind_t { null_v, bool_v, number_v, string_v, array_v, object_v } kind = null_v;
-  std::string text;  ///< string contents, or a number's literal text
-  bool boolean = false;
-  std::vector<json_value> items;  ///< array elements, or object values
-  std::vector<std::string> keys;  ///< object keys (same order as items)
-};
-
-/// A strict, bounded JSON parser (RFC 8259: no comments, no trailing commas, valid UTF-8, no
-/// duplicate keys, nesting at most 16 deep). Errors throw data_error with the byte offset.
-class json_parser {
- public:
-  json_parser(const char* p, std::size_t n, std::string source)
-      : begin_(p), p_(p), end_(p + n), source_(std::move(source)) {}
-
-  json_value parse_document() {
-    skip_ws();
-    json_value v = parse_value(0);
-    skip_ws();
-    if (p_ != end_) fail("unexpected character after the JSON value");
-    return v;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw data_error(
-        cat(source_, ": invalid safetensors header: ", what, " at header byte ", p_ - begin_));
-  }
-  void skip_ws() {
-    while (p_ != end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
-  }
-  void expect(char c) {
-    if (p_ == end_) fail(cat("unexpected end of header (expected '", c, "')"));
-    if (*p_ != c) fail(cat("expected '", c, "'"));
-    ++p_;
-  }
-  bool literal(const char* word) {
-    const std::size_t n = std::strlen(word);
-    if (static_cast<std::size_t>(end_ - p_) < n || std::memcmp(p_, word, n) != 0) return false;
-    p_ += n;
-    return true;
-  }
-
-  json_value parse_value(int depth) {
-    if (depth > 16) fail("JSON nested too deeply");
-    if (p_ == end_) fail("unexpected end of header");
-    json_value v;
-    const char c = *p_;
-    if (c == '{') {
-      v.kind = json_value::object_v;
-      ++p_;
-      skip_ws();
-      if (p_ != end_ && *p_ == '}') {
-        ++p_;
-        return v;
-      }
-      for (;;) {
-        skip_ws();
-        if (p_ == end_ || *p_ != '"') fail("expected a string key");
-        std::string key = parse_string();
-        if (std::find(v.keys.begin(), v.keys.end(), key) != v.keys.end())
-          fail(cat("duplicate key \"", key, "\""));
-        skip_ws();
-        expect(':');
-        skip_ws();
-        v.items.push_back(parse_value(depth + 1));
-        v.keys.push_back(std::move(key));
-        skip_ws();
-        if (p_ != end_ && *p_ == ',') {
-          ++p_;
-          continue;
-        }
-        expect('}');
-        return v;
-      }
-    }
-    if (c == '[') {
-      v.kind = json_value::array_v;
-      ++p_;
-      skip_ws();
-      if (p_ != end_ && *p_ == ']') {
-        ++p_;
-        return v;
-      }
-      for (;;) {
-        skip_ws();
-        v.items.push_back(parse_value(depth + 1));
-        skip_ws();
-        if (p_ != end_ && *p_ == ',') {
-          ++p_;
-          continue;
-        }
-        expect(']');
-        return v;
-      }
-    }
-    if (c == '"') {
-      v.kind = json_value::string_v;
-      v.text = parse_string();
-      return v;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      v.kind = json_value::number_v;
-      v.text = parse_number();
-      return v;
-    }
-    if (literal("true")) {
-      v.kind = json_value::bool_v;
-      v.boolean = true;
-      return v;
-    }
-    if (literal("false")) {
-      v.kind = json_value::bool_v;
-      return v;
-    }
-    if (literal("null")) return v;
-    fail("unexpected character");
-  }
-
-  std::string parse_number() {
-    const char* start = p_;
-    auto digits = [&] {
-      const char* d = p_;
-      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
-      return p_ - d;
-    };
-    if (*p_ == '-') ++p_;
-    if (p_ != end_ && *p_ == '0') {
-      ++p_;
-    } else if (digits() == 0) {
-      fail("malformed number");
-    }
-    if (p_ != end_ && *p_ == '.') {
-      ++p_;
-      if (digits() == 0) fail("malformed number");
-    }
-    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
-      ++p_;
-      if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
-      if (digits() == 0) fail("malformed number");
-    }
-    return std::string(start, p_);
-  }
-
-  unsigned hex4() {
-    if (end_ - p_ < 4) fail("truncated \\u escape");
-    unsigned u = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char h = *p_++;
-      u <<= 4;
-      if (h >= '0' && h <= '9')
-        u |= static_cast<unsigned>(h - '0');
-      else if (h >= 'a' && h <= 'f')
-        u |= static_cast<unsigned>(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F')
-        u |= static_cast<unsigned>(h - 'A' + 10);
-      else
-        fail("bad hex digit in \\u escape");
-    }
-    return u;
-  }
-
-  static void append_utf8(std::string& s, unsigned cp) {
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      s += static_cast<char>(0xE0 | (cp >> 12));
-      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      s += static_cast<char>(0xF0 | (cp >> 18));
-      s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
-  // Validates one UTF-8 encoded code point starting at p_ (first byte >= 0x80) and copies it.
-  void copy_utf8(std::string& s) {
-    const auto b0 = static_cast<unsigned char>(*p_);
-    int extra;
-    unsigned cp;
-    if (b0 >= 0xC2 && b0 <= 0xDF) {
-      extra = 1;
-      cp = b0 & 0x1F;
-    } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-      extra = 2;
-      cp = b0 & 0x0F;
-    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-      extra = 3;
-      cp = b0 & 0x07;
-    } else {
-      fail("invalid UTF-8");
-    }
-    if (end_ - p_ <= extra) fail("truncated UTF-8 sequence");
-    for (int i = 1; i <= extra; ++i) {
-      const auto b = static_cast<unsigned char>(p_[i]);
-      if ((b & 0xC0) != 0x80) fail("invalid UTF-8");
-      cp = (cp << 6) | (b & 0x3F);
-    }
-    const unsigned min_cp[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      fail("invalid UTF-8");
-    s.append(p_, p_ + extra + 1);
-    p_ += extra + 1;
-  }
-
-  std::string parse_string() {
-    expect('"');
-    std::string s;
-    for (;;) {
-      if (p_ == end_) fail("unterminated string");
-      const char c = *p_;
-      if (c == '"') {
-        ++p_;
-        return s;
-      }
-      if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
-      if (static_cast<unsigned char>(c) >= 0x80) {
-        copy_utf8(s);
-        continue;
-      }
-      ++p_;
-      if (c != '\\') {
-        s += c;
-        continue;
-      }
-      if (p_ == end_) fail("unterminated escape");
-      const char e = *p_++;
-      switch (e) {
-        case '"':
-          s += '"';
-          break;
-        case '\\':
-          s += '\\';
-          break;
-        case '/':
-          s += '/';
-          break;
-        case 'b':
-          s += '\b';
-          break;
-        case 'f':
-          s += '\f';
-          break;
-        case 'n':
-          s += '\n';
-          break;
-        case 'r':
-          s += '\r';
-          break;
-        case 't':
-          s += '\t';
-          break;
-        case 'u': {
-          unsigned cp = hex4();
-          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("unpaired surrogate in \\u escape");
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u')
-              fail("unpaired surrogate in \\u escape");
-            p_ += 2;
-            const unsigned lo = hex4();
-            if (lo < 0xDC00 || lo > 0xDFFF) fail("unpaired surrogate in \\u escape");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          append_utf8(s, cp);
-          break;
-        }
-        default:
-          fail("invalid escape");
-      }
-    }
-  }
-
-  template <class... A>
-  static std::string cat(A&&... a) {
-    return shatter::detail::cat(std::forward<A>(a)...);
-  }
-
-  const char* begin_;
-  const char* p_;
-  const char* end_;
-  std::string source_;
-};
-
-/// Appends `s` as a JSON string literal.
-inline void json_string(std::string& out, const std::string& s) {
-  static const char hex[] = "0123456789abcdef";
-  out += '"';
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      out += "\\u00";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
-}
-
-/// Parses a non-negative JSON integer (no fraction, no exponent) that fits in 2^63 - 1.
-inline bool json_to_u63(const json_value& v, std::uint64_t& out) {
-  if (v.kind != json_value::number_v || v.text.empty() || v.text.size() > 19) return false;
-  std::uint64_t x = 0;
-  for (const char c : v.text) {
-    if (c < '0' || c > '9') return false;
-    x = x * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (x > static_cast<std::uint64_t>(INT64_MAX)) return false;
-  out = x;
-  return true;
-}
-
 /// The shape as text, "[2, 3]".
 inline std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
@@ -465,63 +144,98 @@ inline std::string shape_text(const std::vector<std::int64_t>& shape) {
 /// Largest header accepted when reading (the reference implementation's limit, 100 MB).
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;
 
+namespace detail {
+
+/// Checks that `t` can be written under `name`: not the reserved "__metadata__", no negative
+/// dimension, data size = element count x dtype size. Throws config_error otherwise.
+inline void check_writable(const std::string& name, const tensor& t) {
+  require<config_error>(name != "__metadata__",
+                        "safetensors: \"__metadata__\" is reserved, not a tensor name");
+  for (auto d : t.shape)
+    require<config_error>(d >= 0, "safetensors: tensor '", name, "' has a negative dimension ",
+                          shape_text(t.shape));
+  require<config_error>(t.data.size() == t.element_count() * dtype_size(t.type),
+                        "safetensors: tensor '", name, "' of shape ", shape_text(t.shape),
+                        " and dtype ", dtype_name(t.type), " needs ",
+                        t.element_count() * dtype_size(t.type), " bytes, has ", t.data.size());
+}
+
+/// A tensor of a safetensors_file with its name.
+using named_tensor = std::pair<const std::string, tensor>;
+
+/// The tensors of `file` (each checked by check_writable) in the order the writer stores them:
+/// by decreasing element size, then by name, so each stays aligned to its element size.
+inline std::vector<const named_tensor*> storage_order(const safetensors_file& file) {
+  std::vector<const named_tensor*> order;
+  for (const auto& kv : file.tensors) {
+    check_writable(kv.first, kv.second);
+    order.push_back(&kv);
+  }
+  std::stable_sort(order.begin(), order.end(), [](const named_tensor* a, const named_tensor* b) {
+    return dtype_size(a->second.type) > dtype_size(b->second.type);
+  });
+  return order;
+}
+
+/// Appends the header member "__metadata__":{"<key>":"<value>",...}.
+inline void append_metadata_json(std::string& h,
+                                 const std::map<std::string, std::string>& metadata) {
+  h += "\"__metadata__\":{";
+  bool first = true;
+  for (const auto& kv : metadata) {
+    if (!first) h += ',';
+    first = false;
+    append_json_string(h, kv.first);
+    h += ':';
+    append_json_string(h, kv.second);
+  }
+  h += '}';
+}
+
+/// Appends the header member of one tensor stored at bytes [begin, begin + data size).
+inline void append_entry_json(std::string& h, const named_tensor& kv, std::uint64_t begin) {
+  append_json_string(h, kv.first);
+  h += ":{\"dtype\":\"";
+  h += dtype_name(kv.second.type);
+  h += "\",\"shape\":[";
+  for (std::size_t i = 0; i < kv.second.shape.size(); ++i) {
+    if (i) h += ',';
+    h += std::to_string(kv.second.shape[i]);
+  }
+  const std::uint64_t end = begin + kv.second.data.size();
+  h += "],\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(end) + "]}";
+}
+
+/// The header for the tensors stored back to back in `order` from byte 0 of the buffer,
+/// metadata first (when there is any), padded with spaces to a multiple of 8 bytes.
+inline std::string header_json(const safetensors_file& file,
+                               const std::vector<const named_tensor*>& order) {
+  std::string h = "{";
+  if (!file.metadata.empty()) append_metadata_json(h, file.metadata);
+  std::uint64_t offset = 0;
+  for (const auto* kv : order) {
+    if (h.size() > 1) h += ',';
+    append_entry_json(h, *kv, offset);
+    offset += kv->second.data.size();
+  }
+  h += '}';
+  while (h.size() % 8 != 0) h += ' ';
+  return h;
+}
+
+}  // namespace detail
+
 /// Serialises to the bytes of a safetensors file. Tensors are laid out by decreasing element size
 /// and then by name (each stays aligned to its element size, as the reference writer does), the
 /// header is padded with spaces to a multiple of 8 bytes. Throws config_error for a tensor whose
 /// data size does not match shape x dtype, a negative dimension, or the reserved name
 /// "__metadata__".
 inline std::vector<unsigned char> encode_safetensors(const safetensors_file& file) {
-  std::vector<const std::pair<const std::string, tensor>*> order;
-  for (const auto& kv : file.tensors) {
-    require<config_error>(kv.first != "__metadata__",
-                          "safetensors: \"__metadata__\" is reserved, not a tensor name");
-    for (auto d : kv.second.shape)
-      require<config_error>(d >= 0, "safetensors: tensor '", kv.first,
-                            "' has a negative dimension ", detail::shape_text(kv.second.shape));
-    require<config_error>(
-        kv.second.data.size() == kv.second.element_count() * dtype_size(kv.second.type),
-        "safetensors: tensor '", kv.first, "' of shape ", detail::shape_text(kv.second.shape),
-        " and dtype ", dtype_name(kv.second.type), " needs ",
-        kv.second.element_count() * dtype_size(kv.second.type), " bytes, has ",
-        kv.second.data.size());
-    order.push_back(&kv);
-  }
-  std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) {
-    return dtype_size(a->second.type) > dtype_size(b->second.type);
-  });
-  std::string h = "{";
-  bool first = true;
-  if (!file.metadata.empty()) {
-    h += "\"__metadata__\":{";
-    for (const auto& kv : file.metadata) {
-      if (!first) h += ',';
-      first = false;
-      detail::json_string(h, kv.first);
-      h += ':';
-      detail::json_string(h, kv.second);
-    }
-    h += '}';
-    first = false;
-  }
-  std::uint64_t offset = 0;
-  for (const auto* kv : order) {
-    if (!first) h += ',';
-    first = false;
-    detail::json_string(h, kv->first);
-    h += ":{\"dtype\":\"";
-    h += dtype_name(kv->second.type);
-    h += "\",\"shape\":[";
-    for (std::size_t i = 0; i < kv->second.shape.size(); ++i) {
-      if (i) h += ',';
-      h += std::to_string(kv->second.shape[i]);
-    }
-    const std::uint64_t end = offset + kv->second.data.size();
-    h += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
-    offset = end;
-  }
-  h += '}';
-  while (h.size() % 8 != 0) h += ' ';
-  std::vector<unsigned char> out(8 + h.size() + offset);
+  const std::vector<const detail::named_tensor*> order = detail::storage_order(file);
+  const std::string h = detail::header_json(file, order);
+  std::size_t buffer_size = 0;
+  for (const auto* kv : order) buffer_size += kv->second.data.size();
+  std::vector<unsigned char> out(8 + h.size() + buffer_size);
   detail::put_le<std::uint64_t>(out.data(), h.size());
   std::memcpy(out.data() + 8, h.data(), h.size());
   unsigned char* p = out.data() + 8 + h.size();
@@ -532,124 +246,192 @@ inline std::vector<unsigned char> encode_safetensors(const safetensors_file& fil
   return out;
 }
 
-/// Parses the bytes of a safetensors file, checking everything and trusting nothing: the header
-/// length against the size, the JSON (strict, UTF-8), every entry's keys, dtype, shape (no
-/// negative or overflowing dimension) and data_offsets (begin <= end, end - begin = elements x
-/// dtype size), and that the tensors tile the byte buffer exactly (no overlap, gap or trailing
-/// bytes). Any violation throws data_error naming `source` and, where there is one, the tensor.
-/// Never reads outside [data, data + size). Thread safety: reentrant.
-inline safetensors_file decode_safetensors(const unsigned char* data, std::size_t size,
-                                           const std::string& source = "safetensors") {
-  using detail::json_value;
+namespace detail {
+
+/// The header length N from the first 8 bytes, after checking that the file holds them and the
+/// header, that N is within max_header_bytes and that the header starts with '{'.
+inline std::uint64_t checked_header_length(const unsigned char* data, std::size_t size,
+                                           const std::string& source) {
   require<data_error>(size >= 8, source, ": not a safetensors file: ", size,
                       " bytes, shorter than the 8-byte header length");
-  const std::uint64_t n = detail::get_le<std::uint64_t>(data);
+  const std::uint64_t n = get_le<std::uint64_t>(data);
   require<data_error>(n <= size - 8, source,
-                      ": truncated or not a safetensors file: the header "
-                      "length field says ",
-                      n, " bytes but only ", size - 8, " follow it");
+                      ": truncated or not a safetensors file: the header length field says ", n,
+                      " bytes but only ", size - 8, " follow it");
   require<data_error>(n <= max_header_bytes, source, ": safetensors header of ", n,
                       " bytes exceeds the limit of ", max_header_bytes);
   require<data_error>(n >= 2 && data[8] == '{', source,
                       ": not a safetensors file: the header does not start with '{'");
-  const std::uint64_t buffer_size = size - 8 - n;
-  const unsigned char* buffer = data + 8 + n;
+  return n;
+}
 
-  detail::json_parser parser(reinterpret_cast<const char*>(data + 8), static_cast<std::size_t>(n),
-                             source);
-  const json_value root = parser.parse_document();
-  require<data_error>(root.kind == json_value::object_v, source,
-                      ": safetensors header is not a JSON object");
-
-  struct entry {
-    const std::string* name;
-    std::uint64_t begin, end;
-  };
-  std::vector<entry> entries;
-  safetensors_file file;
-  for (std::size_t i = 0; i < root.keys.size(); ++i) {
-    const std::string& name = root.keys[i];
-    const json_value& v = root.items[i];
-    if (name == "__metadata__") {
-      require<data_error>(v.kind == json_value::object_v, source,
-                          ": \"__metadata__\" must be an object of strings");
-      for (std::size_t k = 0; k < v.keys.size(); ++k) {
-        require<data_error>(v.items[k].kind == json_value::string_v, source, ": metadata \"",
-                            v.keys[k], "\" is not a string");
-        file.metadata[v.keys[k]] = v.items[k].text;
-      }
-      continue;
-    }
-    const std::string where = detail::cat(source, ": tensor '", name, "': ");
-    require<data_error>(v.kind == json_value::object_v, where, "entry is not a JSON object");
-    const json_value* dt = nullptr;
-    const json_value* shape = nullptr;
-    const json_value* offsets = nullptr;
-    for (std::size_t k = 0; k < v.keys.size(); ++k) {
-      if (v.keys[k] == "dtype")
-        dt = &v.items[k];
-      else if (v.keys[k] == "shape")
-        shape = &v.items[k];
-      else if (v.keys[k] == "data_offsets")
-        offsets = &v.items[k];
-      else
-        throw data_error(detail::cat(where, "unknown field \"", v.keys[k], "\""));
-    }
-    require<data_error>(dt && shape && offsets, where,
-                        "needs the fields \"dtype\", \"shape\" and \"data_offsets\"");
-    tensor t;
-    require<data_error>(dt->kind == json_value::string_v && parse_dtype(dt->text, t.type), where,
-                        "unknown dtype ",
-                        dt->kind == json_value::string_v ? dt->text : "(not a string)");
-    require<data_error>(shape->kind == json_value::array_v, where, "shape is not an array");
-    require<data_error>(shape->items.size() <= 64, where, "shape has ", shape->items.size(),
-                        " dimensions (at most 64 accepted)");
-    std::uint64_t count = 1;
-    bool overflow = false, zero = false;
-    for (const auto& d : shape->items) {
-      std::uint64_t x = 0;
-      require<data_error>(detail::json_to_u63(d, x), where,
-                          "shape entries must be non-negative integers, got ",
-                          d.kind == json_value::number_v ? d.text : "a non-number");
-      t.shape.push_back(static_cast<std::int64_t>(x));
-      if (x == 0) zero = true;
-      if (x != 0 && count > (std::uint64_t(1) << 60) / x) overflow = true;
-      count *= x;
-    }
-    if (zero) count = 0, overflow = false;  // no elements, whatever the other dimensions
-    require<data_error>(!overflow, where, "shape ", detail::shape_text(t.shape),
-                        " has too many elements");
-    std::uint64_t b = 0, e = 0;
-    require<data_error>(offsets->kind == json_value::array_v && offsets->items.size() == 2 &&
-                            detail::json_to_u63(offsets->items[0], b) &&
-                            detail::json_to_u63(offsets->items[1], e),
-                        where, "data_offsets must be two non-negative integers [begin, end]");
-    require<data_error>(b <= e, where, "data_offsets [", b, ", ", e, "] end before they begin");
-    require<data_error>(e <= buffer_size, where, "data_offsets [", b, ", ", e,
-                        "] run past the end of the data (", buffer_size,
-                        " bytes): file truncated or corrupted");
-    const std::uint64_t bytes = count * dtype_size(t.type);
-    require<data_error>(e - b == bytes, where, "shape ", detail::shape_text(t.shape), " of ",
-                        dtype_name(t.type), " needs ", bytes, " bytes but data_offsets [", b, ", ",
-                        e, "] span ", e - b);
-    t.data.assign(buffer + b, buffer + e);
-    auto res = file.tensors.emplace(name, std::move(t));
-    entries.push_back({&res.first->first, b, e});
+/// Copies the members of the "__metadata__" object `v`, which must all be strings, into `out`.
+inline void read_metadata(const json_value& v, const std::string& source,
+                          std::map<std::string, std::string>& out) {
+  require<data_error>(v.kind == json_value::object_v, source,
+                      ": \"__metadata__\" must be an object of strings");
+  for (std::size_t k = 0; k < v.keys.size(); ++k) {
+    require<data_error>(v.items[k].kind == json_value::string_v, source, ": metadata \"", v.keys[k],
+                        "\" is not a string");
+    out[v.keys[k]] = v.items[k].text;
   }
-  std::sort(entries.begin(), entries.end(), [](const entry& a, const entry& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+}
+
+/// The fields of a tensor's header entry.
+struct entry_fields {
+  const json_value* dtype = nullptr;
+  const json_value* shape = nullptr;
+  const json_value* data_offsets = nullptr;
+};
+
+/// Finds the fields of the entry `v`: an object with exactly "dtype", "shape" and
+/// "data_offsets" (the parser has refused repeated keys). `where` starts each message.
+inline entry_fields entry_fields_of(const json_value& v, const std::string& where) {
+  require<data_error>(v.kind == json_value::object_v, where, "entry is not a JSON object");
+  entry_fields f;
+  for (std::size_t k = 0; k < v.keys.size(); ++k) {
+    if (v.keys[k] == "dtype")
+      f.dtype = &v.items[k];
+    else if (v.keys[k] == "shape")
+      f.shape = &v.items[k];
+    else if (v.keys[k] == "data_offsets")
+      f.data_offsets = &v.items[k];
+    else
+      throw data_error(cat(where, "unknown field \"", v.keys[k], "\""));
+  }
+  require<data_error>(f.dtype && f.shape && f.data_offsets, where,
+                      "needs the fields \"dtype\", \"shape\" and \"data_offsets\"");
+  return f;
+}
+
+/// Reads the shape array `v` (at most 64 non-negative integers) into `shape` and returns its
+/// element count; data_error when the count exceeds 2^60 (a shape with a 0 has no elements).
+inline std::uint64_t read_shape(const json_value& v, const std::string& where,
+                                std::vector<std::int64_t>& shape) {
+  require<data_error>(v.kind == json_value::array_v, where, "shape is not an array");
+  require<data_error>(v.items.size() <= 64, where, "shape has ", v.items.size(),
+                      " dimensions (at most 64 accepted)");
+  std::uint64_t count = 1;
+  bool overflow = false, zero = false;
+  for (const auto& d : v.items) {
+    std::uint64_t x = 0;
+    require<data_error>(json_nonnegative_integer(d, x), where,
+                        "shape entries must be non-negative integers, got ",
+                        d.kind == json_value::number_v ? d.text : "a non-number");
+    shape.push_back(static_cast<std::int64_t>(x));
+    if (x == 0) zero = true;
+    if (x != 0 && count > (std::uint64_t(1) << 60) / x) overflow = true;
+    count *= x;
+  }
+  if (zero) return 0;  // no elements, whatever the other dimensions
+  require<data_error>(!overflow, where, "shape ", shape_text(shape), " has too many elements");
+  return count;
+}
+
+/// A tensor's bytes [begin, end) within the byte buffer.
+struct byte_range {
+  std::uint64_t begin = 0, end = 0;
+};
+
+/// Reads "data_offsets" [begin, end] from `v`, checking begin <= end <= buffer_size.
+inline byte_range read_offsets(const json_value& v, std::uint64_t buffer_size,
+                               const std::string& where) {
+  byte_range r;
+  require<data_error>(v.kind == json_value::array_v && v.items.size() == 2 &&
+                          json_nonnegative_integer(v.items[0], r.begin) &&
+                          json_nonnegative_integer(v.items[1], r.end),
+                      where, "data_offsets must be two non-negative integers [begin, end]");
+  require<data_error>(r.begin <= r.end, where, "data_offsets [", r.begin, ", ", r.end,
+                      "] end before they begin");
+  require<data_error>(r.end <= buffer_size, where, "data_offsets [", r.begin, ", ", r.end,
+                      "] run past the end of the data (", buffer_size,
+                      " bytes): file truncated or corrupted");
+  return r;
+}
+
+/// Reads the header entry `v` of one tensor and copies its bytes from the buffer; `range`
+/// receives their place. `where` ("<source>: tensor '<name>': ") starts each message.
+inline tensor read_tensor(const json_value& v, const unsigned char* buffer,
+                          std::uint64_t buffer_size, const std::string& where, byte_range& range) {
+  const entry_fields f = entry_fields_of(v, where);
+  tensor t;
+  require<data_error>(f.dtype->kind == json_value::string_v && parse_dtype(f.dtype->text, t.type),
+                      where, "unknown dtype ",
+                      f.dtype->kind == json_value::string_v ? f.dtype->text : "(not a string)");
+  const std::uint64_t count = read_shape(*f.shape, where, t.shape);
+  range = read_offsets(*f.data_offsets, buffer_size, where);
+  const std::uint64_t bytes = count * dtype_size(t.type);  // count <= 2^60: no overflow
+  require<data_error>(range.end - range.begin == bytes, where, "shape ", shape_text(t.shape),
+                      " of ", dtype_name(t.type), " needs ", bytes, " bytes but data_offsets [",
+                      range.begin, ", ", range.end, "] span ", range.end - range.begin);
+  t.data.assign(buffer + range.begin, buffer + range.end);
+  return t;
+}
+
+/// A decoded tensor's name and place in the buffer.
+struct placed_tensor {
+  const std::string* name;
+  byte_range range;
+};
+
+/// Checks that the tensors tile [0, buffer_size) exactly: no overlap, no gap, no trailing bytes.
+/// Sorts `placed` by position; O(n log n).
+inline void check_tiling(std::vector<placed_tensor>& placed, std::uint64_t buffer_size,
+                         const std::string& source) {
+  std::sort(placed.begin(), placed.end(), [](const placed_tensor& a, const placed_tensor& b) {
+    return a.range.begin != b.range.begin ? a.range.begin < b.range.begin
+                                          : a.range.end < b.range.end;
   });
   std::uint64_t expected = 0;
-  for (const auto& en : entries) {
-    require<data_error>(en.begin >= expected, source, ": tensor '", *en.name, "' at bytes [",
-                        en.begin, ", ", en.end, ") overlaps the previous tensor (ending at ",
-                        expected, ")");
-    require<data_error>(en.begin == expected, source, ": tensor '", *en.name, "' at bytes [",
-                        en.begin, ", ", en.end, ") leaves a gap after byte ", expected);
-    expected = en.end;
+  for (const auto& p : placed) {
+    const byte_range& r = p.range;
+    require<data_error>(r.begin >= expected, source, ": tensor '", *p.name, "' at bytes [", r.begin,
+                        ", ", r.end, ") overlaps the previous tensor (ending at ", expected, ")");
+    require<data_error>(r.begin == expected, source, ": tensor '", *p.name, "' at bytes [", r.begin,
+                        ", ", r.end, ") leaves a gap after byte ", expected);
+    expected = r.end;
   }
   require<data_error>(expected == buffer_size, source, ": ", buffer_size - expected,
                       " bytes after the last tensor are not described by the header");
+}
+
+}  // namespace detail
+
+/// Parses the bytes of a safetensors file, checking everything and trusting nothing: the header
+/// length against the size, the JSON (strict, UTF-8, see parse_json), every entry's keys, dtype,
+/// shape (no negative or overflowing dimension) and data_offsets (begin <= end, end - begin =
+/// elements x dtype size), and that the tensors tile the byte buffer exactly (no overlap, gap or
+/// trailing bytes). Any violation throws data_error naming `source` and, where there is one, the
+/// tensor (JSON errors give the byte offset in the file). Never reads outside [data, data +
+/// size). Time O(n log n) in the file's size. Thread safety: reentrant.
+inline safetensors_file decode_safetensors(const unsigned char* data, std::size_t size,
+                                           const std::string& source = "safetensors") {
+  const std::uint64_t n = detail::checked_header_length(data, size, source);
+  const unsigned char* buffer = data + 8 + n;
+  const std::uint64_t buffer_size = size - 8 - n;
+  json_options options;
+  options.context = source + ": invalid safetensors header";
+  options.document = "header";
+  options.offset = 8;
+  const json_value root =
+      parse_json(reinterpret_cast<const char*>(data + 8), static_cast<std::size_t>(n), options);
+  require<data_error>(root.kind == json_value::object_v, source,
+                      ": safetensors header is not a JSON object");
+  safetensors_file file;
+  std::vector<detail::placed_tensor> placed;
+  for (std::size_t i = 0; i < root.keys.size(); ++i) {
+    const std::string& name = root.keys[i];
+    if (name == "__metadata__") {
+      detail::read_metadata(root.items[i], source, file.metadata);
+      continue;
+    }
+    detail::byte_range range;
+    tensor t = detail::read_tensor(root.items[i], buffer, buffer_size,
+                                   detail::cat(source, ": tensor '", name, "': "), range);
+    const auto inserted = file.tensors.emplace(name, std::move(t));
+    placed.push_back({&inserted.first->first, range});
+  }
+  detail::check_tiling(placed, buffer_size, source);
   return file;
 }
 
