@@ -7,31 +7,51 @@
 
 #include "shatter/core/error.hpp"
 #include "shatter/core/rng.hpp"
+#include "shatter/core/shape.hpp"
+#include "shatter/core/tensor_ref.hpp"
 #include "shatter/core/threads.hpp"
 #include "shatter/core/types.hpp"
 
+#include "shatter/exec/pool.hpp"
+
+#include "shatter/layer/batch_norm.hpp"
+#include "shatter/layer/conv2d.hpp"
+#include "shatter/layer/dense.hpp"
+#include "shatter/layer/flatten.hpp"
+#include "shatter/layer/global_avg_pool.hpp"
+#include "shatter/layer/layer.hpp"
+#include "shatter/layer/max_pool2d.hpp"
+#include "shatter/layer/program.hpp"
+#include "shatter/layer/subsample_pad.hpp"
+
 #include "shatter/activation/crelu.hpp"
+#include "shatter/activation/elementwise.hpp"
 #include "shatter/activation/identity.hpp"
 #include "shatter/activation/leaky_relu.hpp"
 #include "shatter/activation/prelu.hpp"
 #include "shatter/activation/relu.hpp"
 #include "shatter/activation/tanh.hpp"
 
+#include "shatter/init/delta_orthogonal.hpp"
 #include "shatter/init/glorot.hpp"
 #include "shatter/init/he.hpp"
 #include "shatter/init/looks_linear.hpp"
+#include "shatter/init/looks_linear_conv.hpp"
 #include "shatter/init/orthogonal.hpp"
 
-#include "shatter/layer/batch_norm.hpp"
-#include "shatter/layer/dense.hpp"
-#include "shatter/layer/layer.hpp"
-#include "shatter/network/residual.hpp"
-
+#include "shatter/network/branch_sum.hpp"
 #include "shatter/network/builders.hpp"
+#include "shatter/network/cifar.hpp"
+#include "shatter/network/container.hpp"
+#include "shatter/network/plan.hpp"
+#include "shatter/network/residual.hpp"
 #include "shatter/network/sequential.hpp"
 
+#include "shatter/data/augment.hpp"
+#include "shatter/data/cifar10.hpp"
 #include "shatter/data/dataset.hpp"
 #include "shatter/data/idx.hpp"
+#include "shatter/data/normalize.hpp"
 #include "shatter/loss/mse.hpp"
 #include "shatter/loss/softmax_cross_entropy.hpp"
 #include "shatter/optim/adam.hpp"
@@ -45,6 +65,7 @@
 
 #include "shatter/io/atomic_file.hpp"
 #include "shatter/io/checkpoint.hpp"
+#include "shatter/io/json.hpp"
 #include "shatter/io/safetensors.hpp"
 
 #include "shatter/probe/noise.hpp"
@@ -52,20 +73,5 @@
 #include "shatter/probe/synthetic.hpp"
 #include "shatter/probe/theory.hpp"
 #include "shatter/probe/units.hpp"
-
-// Convolutional networks and CIFAR-10 (issue 4).
-#include "shatter/core/shape.hpp"
-#include "shatter/data/augment.hpp"
-#include "shatter/data/cifar10.hpp"
-#include "shatter/data/normalize.hpp"
-#include "shatter/init/delta_orthogonal.hpp"
-#include "shatter/init/looks_linear_conv.hpp"
-#include "shatter/layer/conv2d.hpp"
-#include "shatter/layer/flatten.hpp"
-#include "shatter/layer/global_avg_pool.hpp"
-#include "shatter/layer/max_pool2d.hpp"
-#include "shatter/layer/subsample_pad.hpp"
-#include "shatter/network/branch_sum.hpp"
-#include "shatter/network/cifar.hpp"
 
 #endif  // SHATTER_SHATTER_HPP
