@@ -90,6 +90,304 @@ struct input_gradient_guard {
   bool saved;
   ~input_gradient_guard() { net.set_input_gradient(saved); }
 };
+
+/// Throws config_error naming the first option of `fit` that is out of range.
+inline void check_fit_options(const fit_options& o) {
+  require<config_error>(o.epochs >= 0, "fit: epochs must be >= 0, got ", o.epochs);
+  require<config_error>(o.batch_size >= 1, "fit: batch size must be >= 1, got ", o.batch_size);
+  require<config_error>(o.eval_batch_size >= 1, "fit: evaluation batch size must be >= 1, got ",
+                        o.eval_batch_size);
+  require<config_error>(o.progress_every >= 1, "fit: progress_every must be >= 1, got ",
+                        o.progress_every);
+  require<config_error>(o.start_step >= 0, "fit: start_step must be >= 0, got ", o.start_step);
+}
+
+/// Checks that the training set is not empty (config_error) and that both data sets are valid
+/// (data_error) and match the network's input and output sizes (shape_error), naming the set.
+template <class T>
+void check_fit_data(const sequential<T>& net, const dataset<T>& train, const dataset<T>& test) {
+  require<config_error>(!train.empty(), "fit: the training set is empty");
+  train.validate("fit: training set");
+  require<shape_error>(train.features() == net.in_size(), "fit: the network takes ", net.in_size(),
+                       " features per sample but the training set has ", train.features());
+  require<shape_error>(train.classes <= net.out_size(), "fit: the training set has ", train.classes,
+                       " classes but the network has only ", net.out_size(), " outputs");
+  if (!test.empty()) {
+    test.validate("fit: test set");
+    require<shape_error>(test.features() == net.in_size(), "fit: the network takes ", net.in_size(),
+                         " features per sample but the test set has ", test.features());
+  }
+}
+
+/// Batches in an epoch of `n` samples: the last one partial unless `o.drop_last`; config_error
+/// when drop_last leaves no batch at all.
+inline std::int64_t fit_batches_per_epoch(index n, const fit_options& o) {
+  const std::int64_t per_epoch =
+      o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+  require<config_error>(per_epoch >= 1, "fit: drop_last with batch size ", o.batch_size,
+                        " larger than the training set (", n, " samples) leaves no batch");
+  return per_epoch;
+}
+
+/// Wall time in seconds since `t0`.
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Copies the `m` samples order[first], ..., order[first + m - 1] of `train` into the batch `x`
+/// (features x m) and `labels` (m entries); the buffers are reused across batches.
+template <class T>
+void gather_batch(const dataset<T>& train, const std::vector<index>& order, index first, index m,
+                  matrix<T>& x, label_vector& labels) {
+  x.resize(train.features(), m);
+  labels.resize(static_cast<std::size_t>(m));
+  for (index k = 0; k < m; ++k) {
+    const index j = order[static_cast<std::size_t>(first + k)];
+    x.col(k) = train.x.col(j);
+    labels[static_cast<std::size_t>(k)] = train.labels[static_cast<std::size_t>(j)];
+  }
+}
+
+/// Calls the batch transform on a gathered batch with a shatter::rng seeded from (seed, global
+/// step), so that augmentation is reproducible on resume; shape_error if it resized the batch.
+template <class T, class Transform>
+void transform_batch(Transform& transform, matrix<T>& x, label_vector& labels, std::uint64_t seed,
+                     std::int64_t step) {
+  const index rows = x.rows(), m = x.cols();
+  rng g(seed ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(step) + 1)));
+  transform(x, labels, g);
+  require<shape_error>(x.rows() == rows && x.cols() == m && static_cast<index>(labels.size()) == m,
+                       "fit: the batch transform changed the batch's size");
+}
+
+/// What forward, loss and backward gave on one training batch.
+struct batch_outcome {
+  double loss = 0;      ///< the batch's mean loss (possibly non-finite)
+  index correct = 0;    ///< correctly classified samples (0 when the loss is non-finite)
+  std::string problem;  ///< where the first non-finite value is; empty when everything is finite
+};
+
+/// Forward in mode::train and the loss; if the loss is finite, backward and a search of the
+/// gradients for NaN/infinity, otherwise a search of the layer outputs and parameters (the
+/// backward pass is then skipped). The optimiser is not touched.
+template <class T, class Loss>
+batch_outcome forward_backward(sequential<T>& net, Loss& loss, const matrix<T>& x,
+                               const label_vector& labels) {
+  batch_outcome r;
+  const matrix<T>& y = net.forward(x, mode::train);
+  r.loss = static_cast<double>(loss.forward(y, labels));
+  if (!std::isfinite(r.loss)) {
+    const auto where = find_nonfinite_forward(net, x);
+    r.problem = detail::cat("non-finite loss (", r.loss, ")",
+                            where.found() ? "; first non-finite: " + where.where
+                                          : std::string("; every layer output is finite"));
+  } else {
+    r.correct = correct_count(y, labels);
+    net.backward(loss.gradient());
+    const auto where = find_nonfinite_gradient(net);
+    if (where.found())
+      r.problem = "non-finite gradient, first (going backward from the loss) in " + where.where;
+  }
+  return r;
+}
+
+/// Running sums of one epoch's finite (not skipped) batches: over the whole epoch for its report,
+/// and over the window since the last progress line for that line.
+struct epoch_tally {
+  double loss_sum = 0;              ///< sum of the batch losses
+  index seen = 0;                   ///< samples
+  index correct = 0;                ///< correctly classified samples, before each update
+  std::int64_t finite_batches = 0;  ///< batches summed
+  std::int64_t skipped = 0;         ///< batches skipped for non-finite values
+  double window_loss = 0;           ///< sum of the batch losses in the window
+  index window_seen = 0;            ///< samples in the window
+  std::int64_t window_batches = 0;  ///< batches in the window
+
+  /// Adds a finite batch of `m` samples with mean loss `l`, `hits` of them classified correctly.
+  void add(double l, index hits, index m) {
+    correct += hits;
+    loss_sum += l;
+    window_loss += l;
+    seen += m;
+    window_seen += m;
+    ++finite_batches;
+    ++window_batches;
+  }
+
+  /// Starts a new progress window.
+  void clear_window() {
+    window_loss = 0;
+    window_seen = 0;
+    window_batches = 0;
+  }
+};
+
+/// Writes the progress line after batch `b` (0-based) of `epoch`: the window's mean loss and
+/// throughput over `secs` seconds, the learning rate, and the epoch's time left at that pace.
+inline void print_progress(std::ostream& out, const fit_options& o, std::int64_t epoch,
+                           std::int64_t b, std::int64_t per_epoch, double lr, const epoch_tally& t,
+                           double secs) {
+  const double eta = secs / static_cast<double>(std::max<std::int64_t>(1, t.window_batches)) *
+                     static_cast<double>(per_epoch - b - 1);
+  std::ostringstream line;
+  line << "epoch " << epoch + 1 << "/" << o.epochs << "  step " << b + 1 << "/" << per_epoch
+       << "  loss " << std::setprecision(4)
+       << (t.window_batches ? t.window_loss / static_cast<double>(t.window_batches) : NAN)
+       << "  lr " << std::setprecision(3) << lr << "  " << std::fixed << std::setprecision(0)
+       << (secs > 0 ? static_cast<double>(t.window_seen) / secs : 0) << " samples/s  eta " << eta
+       << " s\n";
+  out << line.str() << std::flush;
+}
+
+/// The training part of an epoch's report, from its tally and its training time in seconds (the
+/// caller adds the test evaluation and the total `seconds`).
+inline epoch_report make_epoch_report(std::int64_t epoch, std::int64_t step, const epoch_tally& t,
+                                      double lr, double train_secs) {
+  epoch_report r;
+  r.epoch = epoch;
+  r.step = step;
+  r.train_loss = t.finite_batches ? t.loss_sum / static_cast<double>(t.finite_batches) : NAN;
+  r.train_accuracy = t.seen ? static_cast<double>(t.correct) / static_cast<double>(t.seen) : 0;
+  r.samples_per_second = train_secs > 0 ? static_cast<double>(t.seen) / train_secs : 0;
+  r.learning_rate = lr;
+  r.skipped_batches = t.skipped;
+  return r;
+}
+
+/// Writes the summary line of a finished epoch out of `epochs`.
+inline void print_epoch_summary(std::ostream& out, const epoch_report& r, std::int64_t epochs) {
+  std::ostringstream line;
+  line << "epoch " << r.epoch + 1 << "/" << epochs << " done: train loss " << std::setprecision(4)
+       << r.train_loss << " acc " << r.train_accuracy;
+  if (r.test.samples) line << " | test loss " << r.test.loss << " acc " << r.test.accuracy;
+  line << " | " << std::fixed << std::setprecision(1) << r.seconds << " s, " << std::setprecision(0)
+       << r.samples_per_second << " samples/s";
+  if (r.skipped_batches) line << " | " << r.skipped_batches << " batches skipped";
+  out << line.str() << "\n" << std::flush;
+}
+
+/// The working state of one `fit` call: its arguments, the global step, the batch buffers reused
+/// across steps and the result so far. `run` trains from `o.start_step` to the end.
+template <class T, class Loss, class Transform>
+class fit_loop {
+ public:
+  fit_loop(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule& sched,
+           const dataset<T>& train, const dataset<T>& test, const fit_options& o,
+           Transform& transform, std::int64_t per_epoch)
+      : net_(net),
+        loss_(loss),
+        opt_(opt),
+        sched_(sched),
+        train_(train),
+        test_(test),
+        o_(o),
+        transform_(transform),
+        per_epoch_(per_epoch),
+        end_step_(o.max_steps >= 0 ? o.max_steps : per_epoch * o.epochs),
+        step_(o.start_step) {}
+
+  /// Runs the epochs from the one holding `o.start_step` on, until `o.epochs` or the step limit.
+  fit_result run() {
+    for (std::int64_t epoch = step_ / per_epoch_; epoch < o_.epochs && !done(); ++epoch)
+      run_epoch(epoch);
+    result_.steps = step_;
+    return result_;
+  }
+
+ private:
+  /// True once the step limit is reached.
+  bool done() const { return step_ >= end_step_; }
+
+  /// Trains the remaining batches of `epoch` (printing progress lines), then finishes it.
+  void run_epoch(std::int64_t epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (o_.shuffle)
+      epoch_order(o_.seed, epoch, train_.size(), order_);
+    else
+      epoch_order_identity(train_.size(), order_);
+    epoch_tally t;
+    auto window_start = std::chrono::steady_clock::now();
+    double lr = opt_.learning_rate();
+    for (std::int64_t b = step_ - epoch * per_epoch_; b < per_epoch_ && !done(); ++b) {
+      lr = train_batch(epoch, b, t);
+      if (o_.progress && step_ % o_.progress_every == 0) {
+        print_progress(*o_.progress, o_, epoch, b, per_epoch_, lr, t, seconds_since(window_start));
+        t.clear_window();
+        window_start = std::chrono::steady_clock::now();
+      }
+    }
+    finish_epoch(epoch, t, lr, t0);
+  }
+
+  /// One step on batch `b` of `epoch`: gather, transform, set the learning rate, forward and
+  /// backward, then either the optimiser step or the non-finite policy; calls `o.on_step`.
+  /// Returns the learning rate used.
+  double train_batch(std::int64_t epoch, std::int64_t b, epoch_tally& t) {
+    const index first = b * o_.batch_size;
+    const index m = std::min(o_.batch_size, train_.size() - first);
+    gather_batch(train_, order_, first, m, xb_, yb_);
+    transform_batch(transform_, xb_, yb_, o_.seed, step_);
+    const double lr = sched_.lr_at(o_.schedule_per_epoch ? epoch : step_);
+    opt_.set_learning_rate(lr);
+    const batch_outcome r = forward_backward(net_, loss_, xb_, yb_);
+    ++step_;
+    if (!r.problem.empty()) {
+      skip_batch(epoch, b, r.problem, t);
+    } else {
+      opt_.step();
+      t.add(r.loss, r.correct, m);
+    }
+    if (o_.on_step) {
+      step_report sr;
+      sr.epoch = epoch;
+      sr.step = step_;
+      sr.loss = r.loss;
+      sr.learning_rate = lr;
+      sr.skipped = !r.problem.empty();
+      o_.on_step(sr);
+    }
+    return lr;
+  }
+
+  /// Applies `o.on_nonfinite` to batch `b` of `epoch`, whose values went non-finite: throws
+  /// numeric_error naming the step, or counts the batch as skipped and says so in the progress.
+  void skip_batch(std::int64_t epoch, std::int64_t b, const std::string& problem, epoch_tally& t) {
+    const std::string msg = detail::cat("fit: step ", step_, " (epoch ", epoch + 1, ", batch ",
+                                        b + 1, " of ", per_epoch_, "): ", problem);
+    if (o_.on_nonfinite == nonfinite_policy::stop) throw numeric_error(msg);
+    ++t.skipped;
+    ++result_.skipped_batches;
+    if (o_.progress) *o_.progress << msg << "; batch skipped\n" << std::flush;
+  }
+
+  /// Reports `epoch` (started at `t0`): evaluates the test set, prints the summary, keeps the
+  /// report and calls `o.on_epoch`.
+  void finish_epoch(std::int64_t epoch, const epoch_tally& t, double lr,
+                    std::chrono::steady_clock::time_point t0) {
+    epoch_report r = make_epoch_report(epoch, step_, t, lr, seconds_since(t0));
+    if (!test_.empty()) r.test = evaluate(net_, loss_, test_, o_.eval_batch_size);
+    r.seconds = seconds_since(t0);
+    if (o_.progress) print_epoch_summary(*o_.progress, r, o_.epochs);
+    result_.epochs.push_back(r);
+    if (o_.on_epoch) o_.on_epoch(r);
+  }
+
+  sequential<T>& net_;
+  Loss& loss_;
+  optimizer<T>& opt_;
+  const schedule& sched_;
+  const dataset<T>& train_;
+  const dataset<T>& test_;
+  const fit_options& o_;
+  Transform& transform_;
+  const std::int64_t per_epoch_;  ///< batches per epoch
+  const std::int64_t end_step_;   ///< the global step to stop at
+  std::int64_t step_;             ///< global steps done (including skipped batches)
+  fit_result result_;
+  std::vector<index> order_;  ///< this epoch's sample order
+  matrix<T> xb_;              ///< the batch's features
+  label_vector yb_;           ///< the batch's labels
+};
 }  // namespace detail
 
 /// Trains `net` on `train` with mini-batch steps: every epoch visits the samples in a seeded
@@ -116,160 +414,14 @@ template <class T, class Loss, class Transform>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule& sched,
                const dataset<T>& train, const dataset<T>& test, const fit_options& o,
                Transform&& transform) {
-  require<config_error>(o.epochs >= 0, "fit: epochs must be >= 0, got ", o.epochs);
-  require<config_error>(o.batch_size >= 1, "fit: batch size must be >= 1, got ", o.batch_size);
-  require<config_error>(o.eval_batch_size >= 1, "fit: evaluation batch size must be >= 1, got ",
-                        o.eval_batch_size);
-  require<config_error>(o.progress_every >= 1, "fit: progress_every must be >= 1, got ",
-                        o.progress_every);
-  require<config_error>(o.start_step >= 0, "fit: start_step must be >= 0, got ", o.start_step);
-  require<config_error>(!train.empty(), "fit: the training set is empty");
-  train.validate("fit: training set");
-  require<shape_error>(train.features() == net.in_size(), "fit: the network takes ", net.in_size(),
-                       " features per sample but the training set has ", train.features());
-  require<shape_error>(train.classes <= net.out_size(), "fit: the training set has ", train.classes,
-                       " classes but the network has only ", net.out_size(), " outputs");
-  if (!test.empty()) {
-    test.validate("fit: test set");
-    require<shape_error>(test.features() == net.in_size(), "fit: the network takes ", net.in_size(),
-                         " features per sample but the test set has ", test.features());
-  }
-  using clock = std::chrono::steady_clock;
-  const index n = train.size();
-  const std::int64_t per_epoch =
-      o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
-  require<config_error>(per_epoch >= 1, "fit: drop_last with batch size ", o.batch_size,
-                        " larger than the training set (", n, " samples) leaves no batch");
-
+  detail::check_fit_options(o);
+  detail::check_fit_data(net, train, test);
+  const std::int64_t per_epoch = detail::fit_batches_per_epoch(train.size(), o);
   detail::input_gradient_guard<T> guard{net, net.input_gradient()};
   net.set_input_gradient(false);
-
-  fit_result result;
-  std::vector<index> order;
-  matrix<T> xb;
-  label_vector yb;
-  std::int64_t step = o.start_step;
-  const std::int64_t end_step = o.max_steps >= 0 ? o.max_steps : per_epoch * o.epochs;
-  std::ostream* out = o.progress;
-  auto stop_now = [&] { return step >= end_step; };
-
-  for (std::int64_t epoch = step / per_epoch; epoch < o.epochs && !stop_now(); ++epoch) {
-    const auto t0 = clock::now();
-    if (o.shuffle)
-      epoch_order(o.seed, epoch, n, order);
-    else
-      epoch_order_identity(n, order);
-    double loss_sum = 0, window_loss = 0;
-    index seen = 0, correct = 0, window_seen = 0;
-    std::int64_t finite_batches = 0, window_batches = 0, skipped = 0;
-    auto tw = clock::now();
-    double lr = opt.learning_rate();
-    for (std::int64_t b = step - epoch * per_epoch; b < per_epoch && !stop_now(); ++b) {
-      const index first = b * o.batch_size;
-      const index m = std::min(o.batch_size, n - first);
-      xb.resize(train.features(), m);
-      yb.resize(static_cast<std::size_t>(m));
-      for (index k = 0; k < m; ++k) {
-        const index j = order[static_cast<std::size_t>(first + k)];
-        xb.col(k) = train.x.col(j);
-        yb[static_cast<std::size_t>(k)] = train.labels[static_cast<std::size_t>(j)];
-      }
-      {
-        rng g(o.seed ^ (0xd1b54a32d192ed03ULL * (static_cast<std::uint64_t>(step) + 1)));
-        transform(xb, yb, g);
-        require<shape_error>(
-            xb.rows() == train.features() && xb.cols() == m && static_cast<index>(yb.size()) == m,
-            "fit: the batch transform changed the batch's size");
-      }
-      lr = sched.lr_at(o.schedule_per_epoch ? epoch : step);
-      opt.set_learning_rate(lr);
-
-      const matrix<T>& y = net.forward(xb, mode::train);
-      const double l = static_cast<double>(loss.forward(y, yb));
-      std::string problem;
-      index batch_correct = 0;
-      if (!std::isfinite(l)) {
-        const auto where = find_nonfinite_forward(net, xb);
-        problem = detail::cat("non-finite loss (", l, ")",
-                              where.found() ? "; first non-finite: " + where.where
-                                            : std::string("; every layer output is finite"));
-      } else {
-        batch_correct = correct_count(y, yb);
-        net.backward(loss.gradient());
-        const auto where = find_nonfinite_gradient(net);
-        if (where.found())
-          problem = "non-finite gradient, first (going backward from the loss) in " + where.where;
-      }
-      ++step;
-      step_report sr;
-      sr.epoch = epoch;
-      sr.step = step;
-      sr.learning_rate = lr;
-      if (!problem.empty()) {
-        const std::string msg = detail::cat("fit: step ", step, " (epoch ", epoch + 1, ", batch ",
-                                            b + 1, " of ", per_epoch, "): ", problem);
-        if (o.on_nonfinite == nonfinite_policy::stop) throw numeric_error(msg);
-        ++skipped;
-        ++result.skipped_batches;
-        if (out) *out << msg << "; batch skipped\n" << std::flush;
-        sr.loss = l;
-        sr.skipped = true;
-      } else {
-        opt.step();
-        correct += batch_correct;
-        loss_sum += l;
-        window_loss += l;
-        seen += m;
-        window_seen += m;
-        ++finite_batches;
-        ++window_batches;
-        sr.loss = l;
-      }
-      if (o.on_step) o.on_step(sr);
-      if (out && (step % o.progress_every == 0)) {
-        const double secs = std::chrono::duration<double>(clock::now() - tw).count();
-        const double eta = secs / static_cast<double>(std::max<std::int64_t>(1, window_batches)) *
-                           static_cast<double>(per_epoch - b - 1);
-        std::ostringstream line;
-        line << "epoch " << epoch + 1 << "/" << o.epochs << "  step " << b + 1 << "/" << per_epoch
-             << "  loss " << std::setprecision(4)
-             << (window_batches ? window_loss / static_cast<double>(window_batches) : NAN)
-             << "  lr " << std::setprecision(3) << lr << "  " << std::fixed << std::setprecision(0)
-             << (secs > 0 ? static_cast<double>(window_seen) / secs : 0) << " samples/s  eta "
-             << eta << " s\n";
-        *out << line.str() << std::flush;
-        window_loss = 0;
-        window_seen = 0;
-        window_batches = 0;
-        tw = clock::now();
-      }
-    }
-    const double train_secs = std::chrono::duration<double>(clock::now() - t0).count();
-    epoch_report r;
-    r.epoch = epoch;
-    r.step = step;
-    r.train_loss = finite_batches ? loss_sum / static_cast<double>(finite_batches) : NAN;
-    r.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0;
-    r.samples_per_second = train_secs > 0 ? static_cast<double>(seen) / train_secs : 0;
-    r.learning_rate = lr;
-    r.skipped_batches = skipped;
-    if (!test.empty()) r.test = evaluate(net, loss, test, o.eval_batch_size);
-    r.seconds = std::chrono::duration<double>(clock::now() - t0).count();
-    if (out) {
-      std::ostringstream line;
-      line << "epoch " << epoch + 1 << "/" << o.epochs << " done: train loss "
-           << std::setprecision(4) << r.train_loss << " acc " << r.train_accuracy;
-      if (r.test.samples) line << " | test loss " << r.test.loss << " acc " << r.test.accuracy;
-      line << " | " << std::fixed << std::setprecision(1) << r.seconds << " s, "
-           << std::setprecision(0) << r.samples_per_second << " samples/s";
-      if (skipped) line << " | " << skipped << " batches skipped";
-      *out << line.str() << "\n" << std::flush;
-    }
-    result.epochs.push_back(r);
-    if (o.on_epoch) o.on_epoch(r);
-  }
-  result.steps = step;
-  return result;
+  return detail::fit_loop<T, Loss, Transform>(net, loss, opt, sched, train, test, o, transform,
+                                              per_epoch)
+      .run();
 }
 
 /// fit without a batch transform (see above for everything else).
