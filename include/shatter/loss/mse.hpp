@@ -7,7 +7,7 @@
 
 #include "shatter/core/error.hpp"
 #include "shatter/core/types.hpp"
-#include "shatter/loss/softmax_cross_entropy.hpp"
+#include "shatter/loss/labels.hpp"
 
 namespace shatter {
 

@@ -8,24 +8,9 @@
 
 #include "shatter/core/error.hpp"
 #include "shatter/core/types.hpp"
+#include "shatter/loss/labels.hpp"
 
 namespace shatter {
-
-namespace detail {
-/// Checks that `labels` has one entry per column of a k x n output and every entry is in [0, k).
-template <class T>
-void check_labels(const matrix<T>& out, const std::vector<std::int32_t>& labels, const char* who) {
-  require<shape_error>(out.cols() >= 1, who, ": empty batch (0 columns)");
-  require<shape_error>(static_cast<index>(labels.size()) == out.cols(), who, ": ", labels.size(),
-                       " labels for a batch of ", out.cols(),
-                       " samples (one sample per column of the ", out.rows(), " x ", out.cols(),
-                       " output)");
-  for (std::size_t j = 0; j < labels.size(); ++j)
-    require<data_error>(labels[j] >= 0 && labels[j] < out.rows(), who, ": label ", labels[j],
-                        " of sample ", j, " is outside [0, ", out.rows(), ") (the output has ",
-                        out.rows(), " classes)");
-}
-}  // namespace detail
 
 /// Softmax cross-entropy on integer class labels, averaged over the batch:
 ///   L = (1/n) sum_j [ logsumexp(z_j) - z_j[y_j] ],   dL/dz_j = (softmax(z_j) - onehot(y_j)) / n,
