@@ -13,6 +13,7 @@
 #include "shatter/init/orthogonal.hpp"
 #include "shatter/layer/batch_norm.hpp"
 #include "shatter/layer/dense.hpp"
+#include "shatter/network/architecture.hpp"
 #include "shatter/network/residual.hpp"
 #include "shatter/network/sequential.hpp"
 
@@ -141,31 +142,6 @@ sequential<T> resnet_mlp(const mlp_spec& s, rng& g) {
   auto& o = net.add(detail::make_dense<T>(s.width, s.out, s, g));
   init::he_normal(o.weight(), g, 0, 1.0);
   return net;
-}
-
-/// The architectures the paper compares, by the names the probe and benchmarks use.
-enum class architecture { fnn_relu, fnn_relu_bn, resnet, resnet_bn, crelu, crelu_ll };
-
-/// Every architecture name, in a fixed order.
-inline const std::vector<std::string>& architecture_names() {
-  static const std::vector<std::string> names{"fnn_relu",  "fnn_relu_bn", "resnet",
-                                              "resnet_bn", "crelu",       "crelu_ll"};
-  return names;
-}
-
-/// Parses an architecture name; config_error listing the valid names otherwise.
-inline architecture parse_architecture(const std::string& name) {
-  const auto& names = architecture_names();
-  for (std::size_t i = 0; i < names.size(); ++i)
-    if (names[i] == name) return static_cast<architecture>(i);
-  std::string all;
-  for (const auto& n : names) all += (all.empty() ? "" : ", ") + n;
-  throw config_error(detail::cat("unknown architecture '", name, "' (valid: ", all, ")"));
-}
-
-/// The name of an architecture.
-inline std::string to_string(architecture a) {
-  return architecture_names().at(static_cast<std::size_t>(a));
 }
 
 /// Builds architecture `a` with the sizes of `s`; the name decides batch norm (fnn_relu_bn and

@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "shatter/core/error.hpp"
-#include "shatter/network/builders.hpp"
+#include "shatter/network/architecture.hpp"
 
 namespace shatter::probe::theory {
 
