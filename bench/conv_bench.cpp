@@ -10,17 +10,29 @@
 //   conv/infer/threads:T   forward in evaluation mode
 // Counter images_per_second (items_per_second) and ms_per_step.
 //
-//   conv_bench --memory [depth] [batch]   peak RSS of one training step of plain_crelu_ll
-//                                         (CIFAR architecture with BN), default depth 200, batch
-//                                         128
-// Set OMP_NUM_THREADS to the thread count when comparing (bench/compare_conv.sh does).
+// Deep CIFAR networks (shatter::build_cifar; bench/torch_cifar.py builds the same in PyTorch),
+// each measurement meant for a fresh process, one JSON line on stdout:
+//   conv_bench --memory ARCH [DEPTH [BATCH]] [--eval] [--threads T]
+//       peak RSS (getrusage) of ONE training step (forward, softmax cross-entropy, backward, SGD
+//       momentum step), or with --eval of one evaluation pass; also the parameter bytes and the
+//       step time. DEPTH 200, BATCH 128 (500 with --eval) by default.
+//   conv_bench --time ARCH DEPTH BATCH STEPS [--eval] [--threads T]
+//       one warm-up step, then STEPS timed steps: median images/s after the warm-up and images/s
+//       over all steps including the warm-up.
+//   conv_bench --memory [DEPTH [BATCH]]   the older form: ARCH = plain_crelu_ll.
+//   ARCH: resnet, plain_relu, plain_crelu, plain_crelu_ll.
+// Set OMP_NUM_THREADS to the thread count when comparing (bench/compare_conv.sh and
+// bench/memory_compare.sh do); --threads T overrides it.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -129,46 +141,142 @@ BENCHMARK(conv_infer)
     ->Unit(benchmark::kMillisecond)
     ->MinTime(3.0);
 
-/// Peak resident memory of one training step of the CIFAR plain_crelu_ll network.
-int memory_main(int depth, int batch) {
-  shatter::rng g(1);
-  shatter::cifar_spec s;
-  s.depth = depth;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto net = shatter::build_cifar<T>(shatter::cifar_arch::plain_crelu_ll, s, g);
-  const double build_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  net.set_input_gradient(false);
-  shatter::matrix<T> x(3072, batch);
-  for (shatter::index i = 0; i < x.size(); ++i) x(i) = T(g.normal());
-  shatter::label_vector labels(std::size_t(batch), 3);
-  shatter::softmax_cross_entropy<T> loss;
-  shatter::sgd_options o;
-  o.lr = 0.1;
-  o.momentum = 0.9;
-  shatter::sgd<T> opt(net.parameters(), o);
-  const auto t1 = std::chrono::steady_clock::now();
-  const auto& y = net.forward(x, shatter::mode::train);
-  const double l = loss.forward(y, labels);
-  net.backward(loss.gradient());
-  opt.step();
-  const double step_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+/// One deep-CIFAR measurement, as given on the command line (see the file comment).
+struct cifar_run {
+  shatter::cifar_arch arch = shatter::cifar_arch::plain_crelu_ll;
+  int depth = 200;
+  int batch = 0;  // 0: 128 for training, 500 for evaluation
+  int steps = 0;  // timed steps after the warm-up step (0: --memory, the one step only)
+  bool eval = false;
+  int threads = 0;  // 0: Eigen's default (OMP_NUM_THREADS)
+};
+
+/// Peak resident set size of this process so far, MiB (Linux reports KiB).
+double peak_rss_mib() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;
+}
+
+/// Milliseconds since `t0`.
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Prints the result of a run as one JSON line (the same keys as bench/torch_cifar.py).
+void print_json(const cifar_run& r, shatter::index params, double rss_before, double build_ms,
+                double loss, const std::vector<double>& ms) {
+  std::vector<double> timed(ms.size() > 1 ? ms.begin() + 1 : ms.begin(), ms.end());
+  std::sort(timed.begin(), timed.end());
+  const std::size_t h = timed.size() / 2;
+  const double median = timed.size() % 2 ? timed[h] : 0.5 * (timed[h - 1] + timed[h]);
+  double total = 0;
+  std::string steps;
+  for (double m : ms) {
+    total += m;
+    steps += (steps.empty() ? "" : ", ") + std::to_string(m);
+  }
   std::printf(
-      "plain_crelu_ll depth %d batch %d: %lld parameters, built in %.1f ms, one training step "
-      "%.2f s (loss %.4f), peak RSS %.1f MiB\n",
-      depth, batch, static_cast<long long>(net.parameter_count()), build_ms, step_s, l,
-      double(ru.ru_maxrss) / 1024.0);
+      "{\"side\": \"shatter\", \"mode\": \"%s\", \"arch\": \"%s\", \"depth\": %d, \"batch\": %d, "
+      "\"pass\": \"%s\", \"threads\": %d, \"parameters\": %lld, \"parameter_bytes\": %lld, "
+      "\"build_ms\": %.1f, \"rss_before_mib\": %.1f, \"peak_rss_mib\": %.1f, \"loss\": %s, "
+      "\"step_ms\": [%s], \"median_ms\": %.3f, \"images_per_second\": %.3f, "
+      "\"images_per_second_all\": %.3f}\n",
+      r.steps ? "time" : "memory", shatter::to_string(r.arch).c_str(), r.depth, r.batch,
+      r.eval ? "eval" : "train", shatter::threads(), static_cast<long long>(params),
+      static_cast<long long>(params) * static_cast<long long>(sizeof(T)), build_ms, rss_before,
+      peak_rss_mib(), std::isfinite(loss) ? std::to_string(loss).c_str() : "null", steps.c_str(),
+      median, 1e3 * r.batch / median, 1e3 * r.batch * double(ms.size()) / total);
+}
+
+/// Builds the network of `r`, runs 1 + r.steps training steps (or evaluation passes) on a
+/// random batch, each timed, and prints the JSON line.
+int cifar_main(const cifar_run& r) {
+  if (r.threads > 0) shatter::set_threads(r.threads);
+  const double rss_before = peak_rss_mib();
+  shatter::rng g(1);
+  shatter::cifar_spec s;
+  s.depth = r.depth;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto net = shatter::build_cifar<T>(r.arch, s, g);
+  const double build_ms = ms_since(t0);
+  net.set_input_gradient(false);  // nobody needs dL/dx of the data
+  shatter::matrix<T> x(3072, r.batch);
+  for (shatter::index i = 0; i < x.size(); ++i) x(i) = T(g.normal());
+  shatter::label_vector labels(std::size_t(r.batch));
+  for (auto& l : labels) l = std::int32_t(g.below(10));
+  shatter::softmax_cross_entropy<T> loss;
+  std::unique_ptr<shatter::sgd<T>> opt;
+  if (!r.eval) {
+    shatter::sgd_options o;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    opt = std::make_unique<shatter::sgd<T>>(net.parameters(), o);
+  }
+  std::vector<double> ms;
+  double l = 0;
+  for (int i = 0; i <= r.steps; ++i) {
+    const auto t1 = std::chrono::steady_clock::now();
+    const auto& y = net.forward(x, r.eval ? shatter::mode::eval : shatter::mode::train);
+    l = loss.forward(y, labels);
+    if (opt) {
+      net.backward(loss.gradient());
+      opt->step();
+    }
+    ms.push_back(ms_since(t1));
+  }
+  print_json(r, net.parameter_count(), rss_before, build_ms, l, ms);
   return 0;
+}
+
+/// True for a non-empty string of decimal digits.
+bool is_number(const char* s) {
+  return *s != '\0' && std::strspn(s, "0123456789") == std::strlen(s);
+}
+
+/// Parses `--memory ...` / `--time ...` (argv[1]) into a run; config_error on a bad line.
+cifar_run parse_cifar_run(int argc, char** argv) {
+  const bool timing = std::strcmp(argv[1], "--time") == 0;
+  cifar_run r;
+  std::vector<const char*> pos;
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--eval") == 0)
+      r.eval = true;
+    else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+      r.threads = std::atoi(argv[++i]);
+    else
+      pos.push_back(argv[i]);
+  }
+  std::size_t k = 0;
+  if (k < pos.size() && !is_number(pos[k])) r.arch = shatter::parse_cifar_arch(pos[k++]);
+  const std::size_t numbers = timing ? 3 : 2;  // DEPTH BATCH [STEPS]
+  int* field[] = {&r.depth, &r.batch, &r.steps};
+  for (std::size_t j = 0; j < numbers && k < pos.size(); ++j, ++k) {
+    if (!is_number(pos[k])) throw shatter::config_error(std::string("not a number: ") + pos[k]);
+    *field[j] = std::atoi(pos[k]);
+  }
+  if (k < pos.size()) throw shatter::config_error(std::string("unexpected argument ") + pos[k]);
+  if (timing && r.steps < 1) throw shatter::config_error("--time needs STEPS >= 1");
+  if (r.batch == 0) r.batch = r.eval ? 500 : 128;
+  if (r.batch < 1) throw shatter::config_error("BATCH must be >= 1");
+  return r;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 2 && std::strcmp(argv[1], "--memory") == 0)
-    return memory_main(argc >= 3 ? std::atoi(argv[2]) : 200, argc >= 4 ? std::atoi(argv[3]) : 128);
+  if (argc >= 2 && (std::strcmp(argv[1], "--memory") == 0 || std::strcmp(argv[1], "--time") == 0)) {
+    try {
+      return cifar_main(parse_cifar_run(argc, argv));
+    } catch (const shatter::error& e) {
+      std::fprintf(stderr,
+                   "conv_bench: %s\nusage: conv_bench --memory ARCH [DEPTH [BATCH]] [--eval] "
+                   "[--threads T]\n       conv_bench --time ARCH DEPTH BATCH STEPS [--eval] "
+                   "[--threads T]\n",
+                   e.what());
+      return 2;
+    }
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
