@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The performance comparison in one command: builds the benchmarks, installs PyTorch (Debian
-# python3-torch) if missing, measures the sgemm ceiling, then runs the workloads of
+# python3-torch) and OpenBLAS (libopenblas0-pthread, which PyTorch's linear layers need) if
+# missing, prints the BLAS and core each side uses, measures the sgemm ceiling and checks
+# PyTorch's own sgemm against it, then runs the workloads of
 # ../shared/perf-anchors.md in shatter and in PyTorch, alternating the two in rounds, on 1 and 2
 # threads, and prints one table.
 #
@@ -20,6 +22,9 @@
 # (the best square sgemm of Eigen and OpenBLAS at that thread count, measured in this run).
 # --blas adds a row per MLP workload for shatter built with SHATTER_USE_BLAS=ON (OpenBLAS).
 # --memory adds the peak-memory report of a depth-200 CReLU MLP training step (batch 128).
+# Validity: if torch.mm (2048^3 floats) reaches less than 50% of the ceiling at a thread count,
+# PyTorch is crippled (reference BLAS, a generic OpenBLAS core, ...): the script says so loudly
+# and marks every ratio at that thread count NOT VALID.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -33,13 +38,17 @@ while [ $# -gt 0 ]; do
     --blas) blas=1; shift ;;
     --memory) memory=1; shift ;;
     --json) json=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "run_all.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: --rounds must be a positive integer" >&2; exit 2; }
 
-/usr/bin/python3 -c 'import torch' 2>/dev/null || bash "$root/.ci/setup" python3-torch
+# Without OpenBLAS, Debian's torch takes the reference BLAS (workload a ~26x slower).
+if ! /usr/bin/python3 -c 'import torch' 2>/dev/null ||
+   ! dpkg-query -W -f='${Status}' libopenblas0-pthread 2>/dev/null | grep -q "install ok installed"; then
+  bash "$root/.ci/setup" python3-torch libopenblas0-pthread
+fi
 jobs=$(( $(nproc) < 2 ? $(nproc) : 2 ))
 
 targets=(mlp_bench gemm_ceiling)
@@ -55,6 +64,11 @@ if [ "$blas" = 1 ]; then
     -DSHATTER_USE_BLAS=ON -DSHATTER_BUILD_TESTS=OFF -DSHATTER_BUILD_EXAMPLES=OFF >/dev/null
   cmake --build "$build-blas" --target mlp_bench -j"$jobs" >/dev/null
 fi
+
+echo "== BLAS and core of each side"
+max_threads=$(echo $threads | tr ' ' '\n' | sort -n | tail -n1)
+bash "$here/blas_info.sh" "$build" "$max_threads"
+[ "$blas" = 1 ] && bash "$here/blas_info.sh" "$build-blas" "$max_threads" --shatter-only
 
 export RUN_ALL_BENCH="$here" RUN_ALL_BUILD="$build" RUN_ALL_ROUNDS="$rounds" RUN_ALL_ONLY="$only"
 export RUN_ALL_THREADS="$threads" RUN_ALL_BLAS="$blas" RUN_ALL_MEMORY="$memory" RUN_ALL_JSON="$json"
@@ -175,6 +189,27 @@ for t in thread_counts:
     ceiling[t], ceiling_src[t] = best
     print(f"   {t} thread{'s' if t > 1 else ''}: {best[0]:.1f} GFLOP/s ({best[1].replace('/real_time', '')})")
 
+# 1b. PyTorch's own sgemm against the ceiling: below half of it PyTorch is crippled here and a
+# ratio against it says nothing about shatter.
+torch_sgemm, crippled = {}, set()
+print("== PyTorch torch.mm sgemm (2048^3) against the ceiling")
+for t in thread_counts:
+    try:
+        out = subprocess.run(["/usr/bin/python3", os.path.join(bench, "torch_blas.py"), "--threads", str(t)],
+                             env=env_for(t), check=True, capture_output=True, text=True).stdout
+        torch_sgemm[t] = json.loads(out.strip().splitlines()[-1])["sgemm_gflops"]
+    except Exception as e:
+        torch_sgemm[t] = float("nan")
+        print(f"   torch_blas.py failed at {t} thread(s): {e}")
+    frac = torch_sgemm[t] / ceiling[t]
+    print(f"   {t} thread{'s' if t > 1 else ''}: {torch_sgemm[t]:.1f} GFLOP/s = {100 * frac:.0f}% of the ceiling")
+    if not frac >= 0.5:  # also true for NaN
+        crippled.add(t)
+        print("!" * 100)
+        print(f"!!! WARNING: PyTorch reaches only {100 * frac:.0f}% of the sgemm ceiling at {t} thread(s): it is")
+        print("!!! CRIPPLED here (reference BLAS or a generic OpenBLAS core?). Ratios at this thread count are NOT VALID.")
+        print("!" * 100, flush=True)
+
 # 2. the workloads, alternating shatter and PyTorch in each round
 results = []
 for grp, label, (sbin, sname), (tscript, targs), flops, act, depth in workloads:
@@ -221,13 +256,19 @@ for r in results:
     sg, sp = pct(r["shatter_ms"], r["flops"], t)
     tg, tp = pct(r["torch_ms"], r["flops"], t)
     sp_med = r["torch_ms"] / r["shatter_ms"]
+    valid = "" if t not in crippled else " NOT VALID (PyTorch crippled)"
     print(f"| {r['label']} | {t} | {r['shatter_ms']:.2f} | {r['torch_ms']:.2f} ({r['torch_policy']}) | "
-          f"**{sp_med:.2f}x** ({min(r['speed']):.2f}-{max(r['speed']):.2f}) | {sg:.0f} ({sp:.0f}%) | {tg:.0f} ({tp:.0f}%) |")
+          f"**{sp_med:.2f}x** ({min(r['speed']):.2f}-{max(r['speed']):.2f}){valid} | {sg:.0f} ({sp:.0f}%) | {tg:.0f} ({tp:.0f}%) |")
     if "blas_ms" in r:
         bg, bp = pct(r["blas_ms"], r["flops"], t)
         print(f"| {r['label']}, shatter+OpenBLAS | {t} | {r['blas_ms']:.2f} | {r['torch_ms']:.2f} | "
               f"{r['torch_ms'] / r['blas_ms']:.2f}x | {bg:.0f} ({bp:.0f}%) | |")
 print(f"| sgemm ceiling | " + " / ".join(f"{t}T: {ceiling[t]:.0f} GFLOP/s" for t in thread_counts) + " | | | | | |")
+print(f"| PyTorch torch.mm sgemm | " + " / ".join(f"{t}T: {torch_sgemm[t]:.0f} GFLOP/s ({100 * torch_sgemm[t] / ceiling[t]:.0f}%)"
+                                               for t in thread_counts) + " | | | | | |")
+if crippled:
+    print(f"WARNING: PyTorch is crippled at {sorted(crippled)} thread(s) (< 50% of the sgemm ceiling): "
+          "those ratios are NOT VALID; install libopenblas0-pthread and check the core above.")
 for n in notes:
     print(f"note: {n}")
 print(f"rounds: {rounds}; ms/step = median over rounds of each side's median block; range = per-round ratios")
@@ -236,10 +277,11 @@ if os.environ["RUN_ALL_MEMORY"] == "1":
     print()
     subprocess.run([os.path.join(build, "bench", "mlp_bench"), "--memory", "200"], env=env_for(1), check=True)
     if os.path.exists(os.path.join(build, "bench", "conv_bench")):
-        subprocess.run([os.path.join(build, "bench", "conv_bench"), "--memory", "200", "128"],
+        subprocess.run([os.path.join(build, "bench", "conv_bench"), "--memory", "plain_crelu_ll", "200", "128"],
                        env=env_for(1), check=False)
 
 if os.environ["RUN_ALL_JSON"]:
     with open(os.environ["RUN_ALL_JSON"], "w") as f:
-        json.dump(dict(ceiling=ceiling, results=results, rounds=rounds), f, indent=1)
+        json.dump(dict(ceiling=ceiling, torch_sgemm=torch_sgemm, not_valid_threads=sorted(crippled),
+                       results=results, rounds=rounds), f, indent=1)
 PY
