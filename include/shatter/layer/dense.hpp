@@ -68,7 +68,8 @@ class dense final : public layer<T> {
             m, c1 - c0, n, dy.data(), m, x.data() + c0, k, dw_.data() + c0 * m, m, T(1));
       } else {
         i -= wb;
-        const index r0 = detail::block_start(i, xb, k), r1 = detail::block_start(i + 1, xb, k);
+        const index r0 = detail::block_start(i, xb, k, row_tile()),
+                    r1 = detail::block_start(i + 1, xb, k, row_tile());
         dx.middleRows(r0, r1 - r0).setZero();
         detail::gemm_accumulate<detail::operand::transposed, detail::operand::plain>(
             r1 - r0, n, m, w_.data() + r0 * m, m, dy.data(), m, dx.data() + r0, k, T(1));
@@ -124,8 +125,8 @@ class dense final : public layer<T> {
     const index blocks = product_blocks(m, env);
     const std::size_t scratch = detail::gemm_scratch_size<T>(m, n, k);
     detail::parallel_blocks<T>(env.exec, blocks, scratch, [&](index i) {
-      const index r0 = detail::block_start(i, blocks, m),
-                  r1 = detail::block_start(i + 1, blocks, m);
+      const index r0 = detail::block_start(i, blocks, m, row_tile()),
+                  r1 = detail::block_start(i + 1, blocks, m, row_tile());
       auto yb = y.middleRows(r0, r1 - r0);
       if (bias)
         yb.colwise() = b_.col(0).segment(r0, r1 - r0);
@@ -135,6 +136,11 @@ class dense final : public layer<T> {
           r1 - r0, n, k, w_.data() + r0, m, x.data(), k, y.data() + r0, m, T(1));
     });
   }
+
+  /// Rows of the GEMM micro-kernel's register tile: blocks of rows start on a multiple of it,
+  /// so every row goes through the same kernel panel, and sums in the same order, whatever the
+  /// number of blocks (results bitwise independent of the thread count).
+  static constexpr index row_tile() { return index(Eigen::internal::gebp_traits<T, T>::mr); }
 
   /// Blocks to cut a product's output into: 1 on one thread; with EIGEN_USE_BLAS the BLAS
   /// threads each product itself.

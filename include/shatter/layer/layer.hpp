@@ -202,11 +202,11 @@ const matrix<T>& layer<T>::forward(const matrix<T>& x, mode m) {
   e.ready = false;
   e.saved.resize(std::size_t(saved_size()));
   e.work.resize(std::size_t(workspace_size(x.cols())));
+  e.x = x;  // first: x may be this layer's own last output, which the kernel overwrites
   e.y.resize(out_size(), x.cols());
   const kernel_env<T> env{{threads()}, e.saved.data(), e.work.data()};
-  forward_kernel(const_batch_view<T>(x.data(), x.rows(), x.cols()),
+  forward_kernel(const_batch_view<T>(e.x.data(), e.x.rows(), e.x.cols()),
                  batch_view<T>(e.y.data(), e.y.rows(), e.y.cols()), m, env);
-  e.x = x;
   e.ready = true;
   return e.y;
 }
