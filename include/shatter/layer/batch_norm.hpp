@@ -2,8 +2,10 @@
 #ifndef SHATTER_LAYER_BATCH_NORM_HPP
 #define SHATTER_LAYER_BATCH_NORM_HPP
 
+#include <algorithm>
 #include <cmath>
 
+#include "shatter/exec/pool.hpp"
 #include "shatter/layer/layer.hpp"
 
 namespace shatter {
@@ -66,6 +68,7 @@ class batch_norm final : public layer<T> {
   backward_reads reads() const override { return {true, false}; }
   bool replayable() const override { return true; }
   bool in_place() const override { return true; }
+  bool couples_samples() const override { return true; }
   index saved_size() const override { return 2 * c_ + 1; }
 
   /// Selects how backward treats batch statistics in training mode (default: through them).
@@ -76,22 +79,26 @@ class batch_norm final : public layer<T> {
                       const kernel_env<T>& env) override {
     this->check_input(x.rows(), x.cols());
     const bool batch = m == mode::train;
-    if (batch) {
-      batch_statistics(x);
-      update_running(x.cols());
-    } else {
-      running_statistics();
-    }
-    if (env.saved) {
-      Eigen::Map<vector<T>>(env.saved, c_) = last_mean_;
-      Eigen::Map<vector<T>>(env.saved + c_, c_) = last_inv_std_;
-      env.saved[2 * c_] = batch ? T(1) : T(0);
-    }
-    normalise(x, y, last_mean_.data(), last_inv_std_.data());
+    if (batch) check_batch(x.cols());
+    for_channels(env, x.cols(), [&](index c) {
+      if (batch) {
+        channel_statistics(x, c);
+        update_running(c, x.cols());
+      } else {
+        running_statistics(c);
+      }
+      if (env.saved) {
+        env.saved[c] = last_mean_(c);
+        env.saved[c_ + c] = last_inv_std_(c);
+      }
+      normalise(x, y, c, last_mean_(c), last_inv_std_(c));
+    });
+    if (env.saved) env.saved[2 * c_] = batch ? T(1) : T(0);
   }
 
   void replay_kernel(const_batch_view<T> x, batch_view<T> y, const kernel_env<T>& env) override {
-    normalise(x, y, env.saved, env.saved + c_);
+    for_channels(env, x.cols(),
+                 [&](index c) { normalise(x, y, c, env.saved[c], env.saved[c_ + c]); });
   }
 
   void backward_kernel(const_batch_view<T> x, const_batch_view<T>, const_batch_view<T> dy,
@@ -101,7 +108,7 @@ class batch_norm final : public layer<T> {
     const T* inv = env.saved + c_;
     const bool through =
         env.saved[2 * c_] != T(0) && grad_mode_ == bn_gradient::through_batch_stats;
-    for (index c = 0; c < c_; ++c) {
+    for_channels(env, dy.cols(), [&](index c) {
       const auto g = dy.middleRows(c * s_, s_).array();
       const auto h = (x.middleRows(c * s_, s_).array() - mean[c]) * inv[c];
       const T sum_g = g.sum();
@@ -110,13 +117,13 @@ class batch_norm final : public layer<T> {
         dbeta_(c, 0) = sum_g;
         dgamma_(c, 0) = sum_gh;
       }
-      if (dx.size() == 0) continue;
+      if (dx.size() == 0) return;
       const T k = gamma_(c, 0) * inv[c];
       if (through)
         dx.middleRows(c * s_, s_).array() = k * (g - sum_g / count - h * (sum_gh / count));
       else
         dx.middleRows(c * s_, s_).array() = k * g;
-    }
+    });
   }
 
   /// Batch statistics (fixed or differentiated through) or the running ones, as `s` says;
@@ -124,25 +131,30 @@ class batch_norm final : public layer<T> {
   /// normalised input and means over the batch and positions:
   /// dy = gamma / sigma (dx - mean(dx) - xhat mean(dx xhat)).
   void tangent_kernel(const_batch_view<T> x, const_batch_view<T> dx, batch_view<T> y,
-                      batch_view<T> dy, batch_stats s, const kernel_env<T>&) override {
+                      batch_view<T> dy, batch_stats s, const kernel_env<T>& env) override {
     this->check_input(x.rows(), x.cols());
-    if (s == batch_stats::running)
-      running_statistics();
-    else
-      batch_statistics(x);
-    normalise(x, y, last_mean_.data(), last_inv_std_.data());
+    if (s != batch_stats::running) check_batch(x.cols());
     const T count = T(x.cols() * s_);
-    for (index c = 0; c < c_; ++c) {
-      const T k = gamma_(c, 0) * last_inv_std_(c);
+    for_channels(env, x.cols(), [&](index c) {
+      // With the running statistics nothing is written but y and dy (parts of a batch may run
+      // concurrently); batch statistics are recorded as the last forward's.
+      T mean = running_mean_(c, 0), inv = T(1) / std::sqrt(running_var_(c, 0) + eps_);
+      if (s != batch_stats::running) {
+        channel_statistics(x, c);
+        mean = last_mean_(c);
+        inv = last_inv_std_(c);
+      }
+      normalise(x, y, c, mean, inv);
+      const T k = gamma_(c, 0) * inv;
       const auto d = dx.middleRows(c * s_, s_).array();
       if (s != batch_stats::through) {
         dy.middleRows(c * s_, s_).array() = k * d;
-        continue;
+        return;
       }
-      const auto h = (x.middleRows(c * s_, s_).array() - last_mean_(c)) * last_inv_std_(c);
+      const auto h = (x.middleRows(c * s_, s_).array() - mean) * inv;
       const T mean_d = d.sum() / count, mean_dh = (d * h).sum() / count;
       dy.middleRows(c * s_, s_).array() = k * (d - mean_d - h * mean_dh);
-    }
+    });
   }
 
   void collect_parameters(const std::string& prefix, std::vector<tensor_ref<T>>& out) override {
@@ -166,43 +178,55 @@ class batch_norm final : public layer<T> {
   const vector<T>& last_inv_std() const { return last_inv_std_; }
 
  private:
-  /// Mean and 1/sqrt(var + eps) of the batch (biased variance) into last_mean_ / last_inv_std_.
-  void batch_statistics(const_batch_view<T> x) {
-    const index count = x.cols() * s_;
-    if (count < 2)  // (the message is built only on failure: no allocation in a training step)
+  /// Runs f(c) for every channel: in blocks of channels on the pool when the batch is large
+  /// enough to pay for it. Channels are independent, so results do not depend on the threads.
+  template <class F>
+  void for_channels(const kernel_env<T>& env, index n, F&& f) const {
+    const int t = detail::loop_threads(env.exec);
+    const index blocks =
+        t > 1 && c_ * s_ * n >= (index(1) << 15) ? std::min<index>(c_, 2 * index(t)) : 1;
+    if (blocks <= 1) {
+      for (index c = 0; c < c_; ++c) f(c);
+      return;
+    }
+    detail::parallel_blocks<T>(env.exec, blocks, 0, [&](index b) {
+      for (index c = c_ * b / blocks; c < c_ * (b + 1) / blocks; ++c) f(c);
+    });
+  }
+  /// Batch statistics need two values per channel.
+  void check_batch(index n) const {
+    if (n * s_ < 2)  // (the message is built only on failure: no allocation in a training step)
       throw shape_error(detail::cat(describe(),
                                     ": training mode needs at least 2 values per channel, got a "
                                     "batch of ",
-                                    x.cols()));
-    for (index c = 0; c < c_; ++c) {
-      const auto block = x.middleRows(c * s_, s_).array();
-      const T mu = block.sum() / T(count);
-      const T var = (block - mu).square().sum() / T(count);
-      last_mean_(c) = mu;
-      batch_var_(c) = var;
-      last_inv_std_(c) = T(1) / std::sqrt(var + eps_);
-    }
+                                    n));
   }
-  /// running = (1 - momentum) running + momentum batch, the variance unbiased.
-  void update_running(index n) {
+  /// Channel c's batch mean and 1/sqrt(var + eps) (biased variance) into last_mean_ /
+  /// last_inv_std_.
+  void channel_statistics(const_batch_view<T> x, index c) {
+    const index count = x.cols() * s_;
+    const auto block = x.middleRows(c * s_, s_).array();
+    const T mu = block.sum() / T(count);
+    const T var = (block - mu).square().sum() / T(count);
+    last_mean_(c) = mu;
+    batch_var_(c) = var;
+    last_inv_std_(c) = T(1) / std::sqrt(var + eps_);
+  }
+  /// running = (1 - momentum) running + momentum batch for channel c, the variance unbiased.
+  void update_running(index c, index n) {
     const T count = T(n * s_);
-    for (index c = 0; c < c_; ++c) {
-      running_mean_(c, 0) = (1 - momentum_) * running_mean_(c, 0) + momentum_ * last_mean_(c);
-      running_var_(c, 0) =
-          (1 - momentum_) * running_var_(c, 0) + momentum_ * batch_var_(c) * count / (count - 1);
-    }
+    running_mean_(c, 0) = (1 - momentum_) * running_mean_(c, 0) + momentum_ * last_mean_(c);
+    running_var_(c, 0) =
+        (1 - momentum_) * running_var_(c, 0) + momentum_ * batch_var_(c) * count / (count - 1);
   }
-  void running_statistics() {
-    for (index c = 0; c < c_; ++c) {
-      last_mean_(c) = running_mean_(c, 0);
-      last_inv_std_(c) = T(1) / std::sqrt(running_var_(c, 0) + eps_);
-    }
+  void running_statistics(index c) {
+    last_mean_(c) = running_mean_(c, 0);
+    last_inv_std_(c) = T(1) / std::sqrt(running_var_(c, 0) + eps_);
   }
-  /// y = gamma (x - mean) inv + beta per channel.
-  void normalise(const_batch_view<T> x, batch_view<T> y, const T* mean, const T* inv) const {
-    for (index c = 0; c < c_; ++c)
-      y.middleRows(c * s_, s_).array() =
-          (x.middleRows(c * s_, s_).array() - mean[c]) * inv[c] * gamma_(c, 0) + beta_(c, 0);
+  /// y = gamma (x - mean) inv + beta for channel c.
+  void normalise(const_batch_view<T> x, batch_view<T> y, index c, T mean, T inv) const {
+    y.middleRows(c * s_, s_).array() =
+        (x.middleRows(c * s_, s_).array() - mean) * inv * gamma_(c, 0) + beta_(c, 0);
   }
 
   index c_, s_;

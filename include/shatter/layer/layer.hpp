@@ -94,6 +94,9 @@ class layer {
   /// Whether forward_kernel may write its output over its input (y and x the same buffer): true
   /// for layers that map each value to the value in the same place (activations, batch norm).
   virtual bool in_place() const { return false; }
+  /// Whether a sample's output depends on the other samples of the batch (batch norm with batch
+  /// statistics); when no layer does, a batch may be cut into parts that run independently.
+  virtual bool couples_samples() const { return false; }
   /// Scalars of per-batch state a training forward saves for backward (batch statistics).
   virtual index saved_size() const { return 0; }
   /// Scalars of workspace a kernel call on n samples needs.

@@ -116,35 +116,57 @@ inline Eigen::VectorXd sweep_points(const sweep_options& o) {
   return t;
 }
 
-/// Forward mode through a tangent plan: f and df/dt at every point of the line at once, and the
-/// rounding magnitude sum_k |w_k| |dh_k/dt| of a final dense layer.
+/// Forward mode through a tangent plan over the points [i0, i0 + mc): f, df/dt and the rounding
+/// magnitude sum_k |w_k| |dh_k/dt| of a final dense layer, on `threads` threads.
+template <class T>
+void sweep_tangent_part(layer<T>& net, const Eigen::VectorXd& u, const Eigen::VectorXd& v,
+                        batch_stats stats, index i0, index mc, int threads, sweep_result& r) {
+  const index d = u.size();
+  matrix<T> x(d, mc), dx(d, mc);
+  for (index i = 0; i < mc; ++i) {
+    x.col(i) = (u + r.t(i0 + i) * v).template cast<T>();
+    dx.col(i) = v.template cast<T>();
+  }
+  plan<T> p(net, mc, plan_mode::tangent, threads);
+  const layer<T>* last = p.code().ops.back().leaf;
+  const auto* last_dense = dynamic_cast<const dense<T>*>(last);
+  typename plan<T>::tangent_observer watch = [&](const typename plan<T>::tangent_step& s) {
+    if (&s.l == last && last_dense)
+      r.magnitude.segment(i0, mc) = (last_dense->weight().cwiseAbs() * s.dx.cwiseAbs())
+                                        .row(0)
+                                        .transpose()
+                                        .template cast<double>();
+  };
+  const auto out = p.tangent(x, dx, stats, &watch);
+  r.output.segment(i0, mc) = out.first.row(0).transpose().template cast<double>();
+  r.gradient.segment(i0, mc) = out.second.row(0).transpose().template cast<double>();
+}
+
+/// Forward mode: every point at once, or, when no layer couples the samples of a batch (no
+/// batch statistics), one part of the points per thread (one synchronisation per sweep instead
+/// of one per product).
 template <class T>
 void sweep_tangent(layer<T>& net, const Eigen::VectorXd& u, const Eigen::VectorXd& v,
                    const sweep_options& o, sweep_result& r) {
-  const index m = o.points, d = u.size();
-  matrix<T> x(d, m), dx(d, m);
-  for (index i = 0; i < m; ++i) {
-    x.col(i) = (u + r.t(i) * v).template cast<T>();
-    dx.col(i) = v.template cast<T>();
-  }
-  plan<T> p(net, m, plan_mode::tangent);
-  const program<T>& code = p.code();
-  const layer<T>* last = code.ops.back().leaf;
-  const auto* last_dense = dynamic_cast<const dense<T>*>(last);
-  r.magnitude = Eigen::VectorXd::Zero(m);
-  typename plan<T>::tangent_observer watch = [&](const typename plan<T>::tangent_step& s) {
-    if (&s.l == last && last_dense)
-      r.magnitude = (last_dense->weight().cwiseAbs() * s.dx.cwiseAbs())
-                        .row(0)
-                        .transpose()
-                        .template cast<double>();
-  };
+  const index m = o.points;
   const batch_stats stats =
       o.bn == bn_statistics::running ? batch_stats::running : batch_stats::fixed;
-  const auto out = p.tangent(const_batch_view<T>(x.data(), d, m),
-                             const_batch_view<T>(dx.data(), d, m), stats, &watch);
-  r.output = out.first.row(0).transpose().template cast<double>();
-  r.gradient = out.second.row(0).transpose().template cast<double>();
+  bool coupled = false;
+  for_each_leaf(net, [&](layer<T>& l) { coupled = coupled || l.couples_samples(); });
+  const int t = threads();
+  const index parts =
+      coupled && stats != batch_stats::running ? 1 : std::max<index>(1, std::min<index>(t, m / 64));
+  r.output.resize(m);
+  r.gradient.resize(m);
+  r.magnitude = Eigen::VectorXd::Zero(m);
+  if (parts == 1) {
+    sweep_tangent_part(net, u, v, stats, 0, m, t, r);
+  } else {
+    exec::parallel_for(parts, int(parts), [&](index c) {
+      const index i0 = c * m / parts;
+      sweep_tangent_part(net, u, v, stats, i0, (c + 1) * m / parts - i0, 1, r);
+    });
+  }
   r.magnitude = r.magnitude.cwiseMax(r.gradient.cwiseAbs());
 }
 
