@@ -43,6 +43,12 @@ class conv2d final : public layer<T> {
   /// padding >= 0 and the padded image at least one kernel wide.
   conv2d(image_shape in, index out_channels, index kernel, index stride = 1, index padding = 0,
          bool bias = true)
+      : conv2d(in, out_channels, kernel, stride, padding, bias, no_init) {
+    this->he_initialise(w_, w_.cols());
+  }
+  /// The same layer with W = 0, for a caller that initialises W next (see no_init).
+  conv2d(image_shape in, index out_channels, index kernel, index stride, index padding, bool bias,
+         no_init_t)
       : in_(in), k_(kernel), stride_(stride), pad_(padding), has_bias_(bias) {
     in.check("conv2d");
     require<config_error>(out_channels >= 1 && kernel >= 1 && stride >= 1 && padding >= 0,
@@ -53,8 +59,7 @@ class conv2d final : public layer<T> {
                           " input with padding ", padding);
     out_ = {out_channels, (in.height + 2 * padding - kernel) / stride + 1,
             (in.width + 2 * padding - kernel) / stride + 1};
-    w_.resize(out_channels, in.channels * kernel * kernel);
-    this->he_initialise(w_, w_.cols());
+    w_.setZero(out_channels, in.channels * kernel * kernel);
     dw_.setZero(out_channels, in.channels * kernel * kernel);
     if (has_bias_) {
       b_.setZero(out_channels, 1);

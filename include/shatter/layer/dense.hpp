@@ -18,11 +18,14 @@ template <class T>
 class dense final : public layer<T> {
  public:
   /// A layer from `in` to `out` features; both must be >= 1.
-  dense(index in, index out, bool bias = true) : has_bias_(bias) {
+  dense(index in, index out, bool bias = true) : dense(in, out, bias, no_init) {
+    this->he_initialise(w_, in);
+  }
+  /// The same layer with W = 0, for a caller that initialises W next (see no_init).
+  dense(index in, index out, bool bias, no_init_t) : has_bias_(bias) {
     require<config_error>(in >= 1 && out >= 1, "dense: sizes must be >= 1, got in = ", in,
                           ", out = ", out);
-    w_.resize(out, in);
-    this->he_initialise(w_, in);
+    w_.setZero(out, in);
     dw_.setZero(out, in);
     if (has_bias_) {
       b_.setZero(out, 1);

@@ -27,6 +27,12 @@ enum class batch_stats {
   running   ///< the running statistics (evaluation mode), constants
 };
 
+/// Tag for the constructors of weighted layers (dense, conv2d): leave the weights at zero
+/// because the caller initialises them right away (network builders do), instead of drawing He
+/// weights that would be overwritten.
+struct no_init_t {};
+inline constexpr no_init_t no_init{};
+
 /// What a layer's backward kernel reads besides dL/dy: its forward input, its output, both or
 /// neither. A plan keeps (or recomputes) only these.
 struct backward_reads {

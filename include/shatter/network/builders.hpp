@@ -44,7 +44,7 @@ inline void check_spec(const mlp_spec& s, const char* who) {
 }
 template <class T>
 dense<T> make_dense(index in, index out, const mlp_spec& s, rng& g) {
-  dense<T> d(in, out, s.bias);
+  dense<T> d(in, out, s.bias, no_init);  // initialised by the caller
   if (s.bias && s.bias_std > 0)
     for (index i = 0; i < out; ++i) d.bias()(i, 0) = T(g.normal() * s.bias_std);
   return d;

@@ -87,7 +87,7 @@ inline index cifar_blocks(const cifar_spec& s) {
 template <class T>
 image_shape cifar_plain_unit(sequential<T>& net, image_shape in, index out_c, index stride,
                              cifar_arch a, const cifar_spec& s, rng& g) {
-  conv2d<T> c(in, out_c, 3, stride, 1, !s.batch_norm);
+  conv2d<T> c(in, out_c, 3, stride, 1, !s.batch_norm, no_init);
   const bool ll = a == cifar_arch::plain_crelu_ll;
   if (ll && !net.empty()) {
     const std::string where = cat("cifar layer ", net.size(), ":");
@@ -124,7 +124,7 @@ void cifar_head(sequential<T>& net, image_shape in, cifar_arch a, const cifar_sp
   require<shape_error>(!mirrored || dynamic_cast<const crelu<T>*>(&net[net.size() - 1]),
                        "cifar_head: the looks-linear classifier needs a CReLU before pooling");
   net.add(global_avg_pool<T>(in));
-  dense<T> d(in.channels, s.classes, true);
+  dense<T> d(in.channels, s.classes, true, no_init);
   if (mirrored)
     init::looks_linear(d.weight(), g, s.ll, "cifar classifier");
   else
@@ -153,7 +153,7 @@ sequential<T> build_cifar(cifar_arch a, const cifar_spec& s, rng& g) {
     return net;
   }
   auto conv = [&](image_shape in, index out_c, index stride) {
-    conv2d<T> c(in, out_c, 3, stride, 1, !s.batch_norm);
+    conv2d<T> c(in, out_c, 3, stride, 1, !s.batch_norm, no_init);
     init::he_normal(c.weight(), g, c.fan_in());
     return c;
   };
