@@ -137,7 +137,8 @@ class conv2d final : public layer<T> {
     T* partials = env.work + ws.partials;
     const index per = w_.size() + w_.rows();  // a chunk's dW (O x K, or K x O), then its db
     auto run = [&](index b) {
-      backward_chunk(x, dy, dx, param_grads, b, pl, partials + b * per, env.work);
+      backward_chunk(x, dy, dx, param_grads, b, pl, partials + b * per, env.work + ws.wt,
+                     env.work + ws.packed);
     };
     detail::parallel_blocks<T>(env.exec, pl.chunks, pl.scratch, run);
     if (param_grads) sum_partials(pl, partials);
@@ -407,9 +408,9 @@ class conv2d final : public layer<T> {
   }
 
   /// One chunk's dW and db partial sums (when `params`) and its columns of dL/dx (when dx is not
-  /// empty). `work` is the kernel call's workspace (W regrouped and packed for dL/dx).
+  /// empty). `wt` and `packed` hold W regrouped by phase and packed for dL/dx.
   void backward_chunk(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx, bool params,
-                      index b, const chunking& pl, T* partial, const T* work) const {
+                      index b, const chunking& pl, T* partial, const T* wt, const T* packed) const {
     const index O = w_.rows(), K = w_.cols();
     const index s0 = pl.begin(b), nc = pl.size(b);
     if (params) {
@@ -423,9 +424,8 @@ class conv2d final : public layer<T> {
         }
       }
     }
-    const workspace wl = work_layout(pl.n);
     if (offset_)
-      backward_chunk_offset(x, dy, dx, params, s0, nc, pl, partial, work + wl.wt, work + wl.packed);
+      backward_chunk_offset(x, dy, dx, params, s0, nc, pl, partial, wt, packed);
     else
       backward_chunk_im2col(x, dy, dx, params, s0, nc, pl, partial);
   }
