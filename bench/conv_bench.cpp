@@ -20,6 +20,7 @@
 //       one warm-up step, then STEPS timed steps: median images/s after the warm-up and images/s
 //       over all steps including the warm-up.
 //   conv_bench --memory [DEPTH [BATCH]]   the older form: ARCH = plain_crelu_ll.
+//   --direct (either form): 3x3 convolutions by the direct products, not by Winograd's F(2x2, 3x3).
 //   ARCH: resnet, plain_relu, plain_crelu, plain_crelu_ll.
 // Set OMP_NUM_THREADS to the thread count when comparing (bench/compare_conv.sh and
 // bench/memory_compare.sh do); --threads T overrides it.
@@ -242,6 +243,8 @@ cifar_run parse_cifar_run(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--eval") == 0)
       r.eval = true;
+    else if (std::strcmp(argv[i], "--direct") == 0)
+      shatter::conv2d<float>::set_winograd(false);
     else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
       r.threads = std::atoi(argv[++i]);
     else
@@ -269,11 +272,12 @@ int main(int argc, char** argv) {
     try {
       return cifar_main(parse_cifar_run(argc, argv));
     } catch (const shatter::error& e) {
-      std::fprintf(stderr,
-                   "conv_bench: %s\nusage: conv_bench --memory ARCH [DEPTH [BATCH]] [--eval] "
-                   "[--threads T]\n       conv_bench --time ARCH DEPTH BATCH STEPS [--eval] "
-                   "[--threads T]\n",
-                   e.what());
+      std::fprintf(
+          stderr,
+          "conv_bench: %s\nusage: conv_bench --memory ARCH [DEPTH [BATCH]] [--eval] "
+          "[--threads T] [--direct]\n       conv_bench --time ARCH DEPTH BATCH STEPS [--eval] "
+          "[--threads T] [--direct]\n",
+          e.what());
       return 2;
     }
   }

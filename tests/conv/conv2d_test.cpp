@@ -58,6 +58,10 @@ const conv_case cases[] = {
     {{8, 9, 6}, 8, 5, 3, 2, false},
     {{8, 4, 4}, 8, 1, 2, 0, true},
     {{3, 6, 4}, 2, 3, 2, 1, true},
+    // 3 x 3, stride 1, padding 1, even sides, whole tiles: Winograd's F(2x2, 3x3)
+    {{8, 6, 8}, 8, 3, 1, 1, true},
+    {{16, 4, 6}, 8, 3, 1, 1, false},
+    {{8, 2, 2}, 16, 3, 1, 1, true},
 };
 }  // namespace
 
@@ -143,7 +147,7 @@ TEST_CASE("conv2d gives the same bits on one and two threads") {
   const int before = threads();
   for (const auto& cc :
        {conv_case{{6, 9, 7}, 5, 3, 1, 1, true}, conv_case{{8, 9, 7}, 16, 3, 1, 1, true},
-        conv_case{{4, 8, 8}, 3, 3, 2, 1, true}}) {
+        conv_case{{4, 8, 8}, 3, 3, 2, 1, true}, conv_case{{8, 8, 6}, 16, 3, 1, 1, true}}) {
     conv2d<double> c(cc.in, cc.out, cc.k, cc.stride, cc.pad, cc.bias);
     randomise(c, g);
     const matrix<double> x = matrix<double>::Random(cc.in.size(), 9);
@@ -193,4 +197,59 @@ TEST_CASE("conv2d passes an empty batch through with zero gradients") {
   CHECK(c.backward(matrix<double>(8 * 25, 0)).cols() == 0);
   CHECK(c.weight_grad().cwiseAbs().maxCoeff() == 0.0);
   CHECK(c.bias_grad().cwiseAbs().maxCoeff() == 0.0);
+}
+
+TEST_CASE("conv2d by Winograd's F(2x2, 3x3) agrees with the direct products") {
+  rng g(17);
+  CHECK(conv2d<float>({32, 32, 32}, 16, 3, 1, 1, false).uses_winograd());
+  CHECK_FALSE(conv2d<float>({3, 32, 32}, 16, 3, 1, 1, false).uses_winograd());   // 3 channels
+  CHECK_FALSE(conv2d<float>({32, 32, 32}, 32, 3, 2, 1, false).uses_winograd());  // stride 2
+  CHECK_FALSE(conv2d<float>({16, 9, 11}, 32, 3, 1, 1, false).uses_winograd());   // odd sides
+  for (const auto& cc :
+       {conv_case{{8, 6, 8}, 8, 3, 1, 1, true}, conv_case{{16, 10, 4}, 32, 3, 1, 1, true},
+        conv_case{{32, 8, 8}, 16, 3, 1, 1, false}}) {
+    conv2d<double> c(cc.in, cc.out, cc.k, cc.stride, cc.pad, cc.bias);
+    randomise(c, g);
+    REQUIRE(c.uses_winograd());
+    const matrix<double> x = matrix<double>::Random(cc.in.size(), 7);
+    const matrix<double> dy = matrix<double>::Random(c.output_shape().size(), 7);
+    matrix<double> y[2], dx[2], dw[2], db[2];
+    for (int direct : {0, 1}) {
+      conv2d<double>::set_winograd(direct == 0);
+      conv2d<double>::set_chunk_elements(direct == 0 ? 5000 : Eigen::Index(1) << 20);
+      y[direct] = c.forward(x, mode::train);
+      dx[direct] = c.backward(dy);
+      dw[direct] = c.weight_grad();
+      if (cc.bias) db[direct] = c.bias_grad();
+    }
+    conv2d<double>::set_winograd(true);
+    conv2d<double>::set_chunk_elements(Eigen::Index(1) << 20);
+    INFO(c.describe());
+    CHECK((y[0] - naive_conv(c, x)).cwiseAbs().maxCoeff() < 1e-12);
+    CHECK((y[0] - y[1]).cwiseAbs().maxCoeff() < 1e-12);
+    CHECK((dx[0] - dx[1]).cwiseAbs().maxCoeff() < 1e-12);
+    CHECK((dw[0] - dw[1]).cwiseAbs().maxCoeff() < 1e-11);
+    if (cc.bias) CHECK((db[0] - db[1]).cwiseAbs().maxCoeff() < 1e-11);
+  }
+}
+
+TEST_CASE("conv2d by Winograd in float stays within float rounding of double") {
+  rng g(18);
+  for (Eigen::Index out : {8, 16, 32}) {  // dL/dW by both of its kernels (channels per packet)
+    conv2d<double> cd({16, 8, 10}, out, 3, 1, 1, true);
+    randomise(cd, g);
+    conv2d<float> cf({16, 8, 10}, out, 3, 1, 1, true);
+    REQUIRE(cf.uses_winograd());
+    cf.weight() = cd.weight().cast<float>();
+    cf.bias() = cd.bias().cast<float>();
+    const matrix<double> x = matrix<double>::Random(16 * 80, 5);
+    const matrix<double> dy = matrix<double>::Random(out * 80, 5);
+    const matrix<float> xf = x.cast<float>();
+    const matrix<double> y = cd.forward(x, mode::train);
+    const matrix<double> dx = cd.backward(dy);
+    INFO("out channels " << out);
+    CHECK((cf.forward(xf, mode::train).cast<double>() - y).cwiseAbs().maxCoeff() < 1e-4);
+    CHECK((cf.backward(dy.cast<float>()).cast<double>() - dx).cwiseAbs().maxCoeff() < 1e-4);
+    CHECK((cf.weight_grad().cast<double>() - cd.weight_grad()).cwiseAbs().maxCoeff() < 1e-3);
+  }
 }

@@ -189,8 +189,8 @@ void offset_gemm_pack(index k, index n, const T* b, index rs, index cs, T* bp) {
 /// a padded layout, see offset_matrix) and B packed by offset_gemm_pack, straight from the image:
 /// no packing of A, a register tile of offset_gemm_mr<T>() x offset_gemm_nr outputs per pass over
 /// k. C is column-major with leading dimension ldc. Computes the rows [0, m) rounded up to a
-/// whole tile, so a + offset[kk] + that many rows must be readable and ldc at least that many.
-/// Preconditions: n % offset_gemm_nr == 0.
+/// whole packet (the last rows in tiles of one packet), so a + offset[kk] + that many rows must
+/// be readable and ldc at least that many. Preconditions: n % offset_gemm_nr == 0.
 template <class T>
 void offset_gemm(index m, index n, index k, const T* a, const index* offset, const T* bp, T* c,
                  index ldc) {
@@ -198,9 +198,10 @@ void offset_gemm(index m, index n, index k, const T* a, const index* offset, con
   using packet = typename ei::packet_traits<T>::type;
   constexpr index ps = ei::packet_traits<T>::size;
   constexpr int nr = offset_gemm_nr;
+  const index whole = m / (3 * ps) * (3 * ps);
   for (index j0 = 0; j0 < n; j0 += nr) {
     const T* bj = bp + j0 * k;
-    for (index i = 0; i < m; i += 3 * ps) {
+    for (index i = 0; i < whole; i += 3 * ps) {
       packet acc0[nr], acc1[nr], acc2[nr];
       for (int q = 0; q < nr; ++q) acc0[q] = acc1[q] = acc2[q] = ei::pset1<packet>(T(0));
       const T* ai = a + i;
@@ -222,6 +223,16 @@ void offset_gemm(index m, index n, index k, const T* a, const index* offset, con
         ei::pstoreu(cq + ps, acc1[q]);
         ei::pstoreu(cq + 2 * ps, acc2[q]);
       }
+    }
+    for (index i = whole; i < m; i += ps) {  // the last rows, a packet at a time
+      packet acc[nr];
+      for (int q = 0; q < nr; ++q) acc[q] = ei::pset1<packet>(T(0));
+      const T* bk = bj;
+      for (index kk = 0; kk < k; ++kk, bk += nr) {
+        const packet a0 = ei::ploadu<packet>(a + i + offset[kk]);
+        for (int q = 0; q < nr; ++q) acc[q] = ei::pmadd(a0, ei::pset1<packet>(bk[q]), acc[q]);
+      }
+      for (int q = 0; q < nr; ++q) ei::pstoreu(c + (j0 + q) * ldc + i, acc[q]);
     }
   }
 }
@@ -281,6 +292,76 @@ void offset_gemm_tn(index m, index n, index k, const T* a, const index* offset, 
       offset_gemm_tn_tile<kr, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
     for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
     for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
+  }
+}
+
+/// The sum of a packet's lanes (Eigen's predux; GCC 12 warns falsely about an undefined
+/// operand inside the AVX-512 intrinsic it uses for double).
+template <class Packet>
+auto packet_sum(const Packet& p) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+  return Eigen::internal::predux(p);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+}
+
+/// One register tile of offset_gemm_dot: outputs (j0 .. j0 + NB) x (k0 .. k0 + KB).
+template <int NB, int KB, class T>
+void offset_gemm_dot_tile(index m, index j0, index k0, const T* a, const index* offset, const T* b,
+                          index ldb, T* c, index ldc) {
+  namespace ei = Eigen::internal;
+  using packet = typename ei::packet_traits<T>::type;
+  constexpr index ps = ei::packet_traits<T>::size;
+  const T* bj[NB];
+  const T* ak[KB];
+  packet acc[NB][KB];
+  for (int q = 0; q < NB; ++q) bj[q] = b + (j0 + q) * ldb;
+  for (int r = 0; r < KB; ++r) ak[r] = a + offset[k0 + r];
+  for (int q = 0; q < NB; ++q)
+    for (int r = 0; r < KB; ++r) acc[q][r] = ei::pset1<packet>(T(0));
+  const index whole = m / ps * ps;
+  for (index i = 0; i < whole; i += ps) {
+    packet x[KB];
+    for (int r = 0; r < KB; ++r) x[r] = ei::ploadu<packet>(ak[r] + i);
+    for (int q = 0; q < NB; ++q) {
+      const packet y = ei::ploadu<packet>(bj[q] + i);
+      for (int r = 0; r < KB; ++r) acc[q][r] = ei::pmadd(y, x[r], acc[q][r]);
+    }
+  }
+  for (int q = 0; q < NB; ++q)
+    for (int r = 0; r < KB; ++r) {
+      T sum = packet_sum(acc[q][r]);
+      for (index i = whole; i < m; ++i) sum += bj[q][i] * ak[r][i];
+      c[(k0 + r) * ldc + j0 + q] = sum;
+    }
+}
+
+/// C = B^T A (overwritten) for the m x k offset matrix A(i, kk) = a[i + offset[kk]] and B m x n
+/// column-major with leading dimension ldb; C is n x k column-major with leading dimension ldc.
+/// Dot products along i, a packet of rows at a time, in register tiles of 4 x 6 outputs summed
+/// across the packet at the end: for any n, with both operands read in place (a weight
+/// gradient from its padded operands). Reads exactly rows [0, m).
+template <class T>
+void offset_gemm_dot(index m, index n, index k, const T* a, const index* offset, const T* b,
+                     index ldb, T* c, index ldc) {
+  constexpr int nb = 4, kb = 6;
+  index j0 = 0;
+  for (; j0 + nb <= n; j0 += nb) {
+    index k0 = 0;
+    for (; k0 + kb <= k; k0 += kb)
+      offset_gemm_dot_tile<nb, kb>(m, j0, k0, a, offset, b, ldb, c, ldc);
+    for (; k0 < k; ++k0) offset_gemm_dot_tile<nb, 1>(m, j0, k0, a, offset, b, ldb, c, ldc);
+  }
+  for (; j0 < n; ++j0) {
+    index k0 = 0;
+    for (; k0 + kb <= k; k0 += kb)
+      offset_gemm_dot_tile<1, kb>(m, j0, k0, a, offset, b, ldb, c, ldc);
+    for (; k0 < k; ++k0) offset_gemm_dot_tile<1, 1>(m, j0, k0, a, offset, b, ldb, c, ldc);
   }
 }
 

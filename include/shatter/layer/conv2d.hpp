@@ -9,6 +9,7 @@
 #include "shatter/core/shape.hpp"
 #include "shatter/exec/conv_layout.hpp"
 #include "shatter/exec/gemm.hpp"
+#include "shatter/exec/winograd.hpp"
 #include "shatter/layer/layer.hpp"
 
 namespace shatter {
@@ -36,6 +37,10 @@ namespace shatter {
 /// (im2col) and multiply. The backward pass recomputes the unfolding instead of storing it, sums
 /// the weight gradient of each chunk in chunk order (the same bits for any thread count), and
 /// computes dL/dx phase by phase as the convolution of dL/dy with that phase's mirrored taps.
+/// A 3 x 3 convolution with stride 1, padding 1, even image sides and channel counts that fill
+/// the kernel's register tiles (multiples of 8 with AVX-512, else 4) runs all three products by
+/// Winograd's F(2x2, 3x3) instead (exec/winograd.hpp: 16 multiply-adds per 4 outputs and
+/// channel pair where the direct sum takes 36; results differ from it by rounding).
 template <class T>
 class conv2d final : public layer<T> {
  public:
@@ -89,6 +94,9 @@ class conv2d final : public layer<T> {
           }
       }
     }
+    const index nr = detail::offset_gemm_nr;
+    winograd_ = kernel == 3 && stride == 1 && padding == 1 && in.height % 2 == 0 &&
+                in.width % 2 == 0 && in.channels % nr == 0 && out_channels % nr == 0;
   }
 
   std::string kind() const override { return "conv2d"; }
@@ -111,6 +119,11 @@ class conv2d final : public layer<T> {
     require<config_error>(n >= 1, "conv2d::set_chunk_elements: need n >= 1, got ", n);
     chunk_elements() = n;
   }
+  /// Whether layers that can run by Winograd's F(2x2, 3x3) do (default true); false: the direct
+  /// products everywhere, to compare the two. Process-wide; set it before running.
+  static void set_winograd(bool on) { winograd_enabled() = on; }
+  /// True when this layer's products run by F(2x2, 3x3).
+  bool uses_winograd() const { return winograd_ && winograd_enabled(); }
 
   backward_reads reads() const override { return {true, false}; }
   /// Workspace of a kernel call on n samples: W packed for the direct products, W regrouped by
@@ -133,7 +146,10 @@ class conv2d final : public layer<T> {
     if (!want_dx && !param_grads) return;
     const chunking pl = make_chunking(n, true);
     const workspace ws = work_layout(n);
-    if (offset_ && want_dx) regroup_by_phase(pl, env.work + ws.wt, env.work + ws.packed);
+    if (pl.winograd && want_dx)
+      winograd_filters(true, env.work + ws.packed);
+    else if (offset_ && want_dx)
+      regroup_by_phase(pl, env.work + ws.wt, env.work + ws.packed);
     T* partials = env.work + ws.partials;
     const index per = w_.size() + w_.rows();  // a chunk's dW (O x K, or K x O), then its db
     auto run = [&](index b) {
@@ -176,6 +192,10 @@ class conv2d final : public layer<T> {
     static index n = index(1) << 18;
     return n;
   }
+  static bool& winograd_enabled() {
+    static bool on = true;
+    return on;
+  }
 
   /// Scalars, rounded up to whole 64-byte lines (keeps every sub-buffer aligned).
   static index lines(index n) {
@@ -204,6 +224,7 @@ class conv2d final : public layer<T> {
     index size(index b) const { return begin(b + 1) - begin(b); }
     bool direct_out, direct_in;  ///< y and dL/dx by offset_gemm (channel counts fit its tiles)
     bool direct_w;               ///< dL/dW by offset_gemm_tn (chunk partials are O x K, else K x O)
+    bool winograd;               ///< all three by F(2x2, 3x3) (chunk partials are O x K)
     std::size_t scratch;
   };
   /// n rounded up to whole register tiles of offset_gemm.
@@ -212,13 +233,26 @@ class conv2d final : public layer<T> {
     return (n + mr - 1) / mr * mr;
   }
   chunking make_chunking(index n, bool backward) const {
+    return make_chunking(n, backward, uses_winograd());
+  }
+  chunking make_chunking(index n, bool backward, bool winograd) const {
     const index C = in_.channels, O = w_.rows(), K = w_.cols(), kk = k_ * k_;
     const index ss = stride_ * stride_;
-    const index per = offset_ ? (C * ss + C + O) * (out_.height + q_) * (out_.width + q_)
-                              : out_.spatial() * (K + O);
+    const index per = winograd  ? 8 * std::max(C, O) * (in_.height / 2) * (in_.width / 2 + 1)
+                      : offset_ ? (C * ss + C + O) * (out_.height + q_) * (out_.width + q_)
+                                : out_.spatial() * (K + O);
     chunking pl{};
     pl.n = n;
     if (n == 0) return pl;  // no chunks
+    if (winograd) {         // about chunk_elements() transformed inputs V per chunk
+      const index most = std::max<index>(1, std::min<index>(n, chunk_elements() / per));
+      pl.chunks = (n + most - 1) / most;
+      if (pl.chunks % 2 == 1 && pl.chunks < n) ++pl.chunks;
+      pl.cs = (n + pl.chunks - 1) / pl.chunks;
+      pl.winograd = pl.direct_w = true;
+      pl.scratch = std::size_t(winograd_space_of(pl.cs).end);
+      return pl;
+    }
     pl.direct_out = offset_ && O % detail::offset_gemm_nr == 0;
     pl.direct_in = offset_ && C % detail::offset_gemm_nr == 0;
     pl.direct_w = offset_ && O % (2 * index(Eigen::internal::packet_traits<T>::size)) == 0;
@@ -305,9 +339,10 @@ class conv2d final : public layer<T> {
   };
   workspace work_layout(index n) const {
     const index O = w_.rows(), C = in_.channels, kk = k_ * k_;
-    const index chunks = n == 0 ? 0 : make_chunking(n, true).chunks;
+    index chunks = n == 0 ? 0 : make_chunking(n, true, false).chunks;
+    if (winograd_ && n > 0) chunks = std::max(chunks, make_chunking(n, true, true).chunks);
     workspace ws;
-    ws.wt = lines(std::max(w_.size(), O * kk * C));
+    ws.wt = lines(std::max({w_.size(), O * kk * C, winograd_ ? 16 * O * C : index(0)}));
     ws.partials = ws.wt + (offset_ ? lines(O * kk * C) : 0);
     ws.end = ws.partials + lines(chunks * (w_.size() + O));
     return ws;
@@ -317,7 +352,9 @@ class conv2d final : public layer<T> {
   void convolve(const_batch_view<T> x, batch_view<T> y, bool bias, const kernel_env<T>& env) {
     const chunking pl = make_chunking(x.cols(), false);
     T* packed = env.work + work_layout(x.cols()).packed;
-    if (pl.direct_out)  // W^T packed once for the direct product of every chunk
+    if (pl.winograd)
+      winograd_filters(false, packed);
+    else if (pl.direct_out)  // W^T packed once for the direct product of every chunk
       detail::offset_gemm_pack(w_.cols(), w_.rows(), w_.data(), w_.rows(), 1, packed);
     const T* b = bias && has_bias_ ? b_.data() : nullptr;
     auto run = [&](index c) { forward_chunk(x, y, b, c, pl, packed); };
@@ -370,6 +407,10 @@ class conv2d final : public layer<T> {
                      const chunking& pl, const T* packed) const {
     const index C = in_.channels, O = w_.rows(), K = w_.cols();
     const index s0 = pl.begin(b), nc = pl.size(b);
+    if (pl.winograd) {
+      winograd_forward_chunk(x, y, bias, s0, nc, packed);
+      return;
+    }
     T* ws = static_cast<T*>(detail::thread_scratch().p);
     using rhs_t = Eigen::internal::const_blas_data_mapper<T, index, Eigen::RowMajor>;  // W^T
     const chunk_space sp = space(pl.cs, false);
@@ -424,7 +465,9 @@ class conv2d final : public layer<T> {
         }
       }
     }
-    if (offset_)
+    if (pl.winograd)
+      winograd_backward_chunk(x, dy, dx, params, s0, nc, partial, packed);
+    else if (offset_)
       backward_chunk_offset(x, dy, dx, params, s0, nc, pl, partial, wt, packed);
     else
       backward_chunk_im2col(x, dy, dx, params, s0, nc, pl, partial);
@@ -524,13 +567,122 @@ class conv2d final : public layer<T> {
     detail::col2im(geometry(), cols, s0, nc, dx.data(), dx.rows());
   }
 
+  /// The strip layout of the tile grid of nc images (their 2 x 2 phases, padding 1).
+  detail::strip winograd_strip(index nc) const {
+    return detail::strip(nc, in_.height / 2, in_.width / 2, 1);
+  }
+  /// Where a chunk's F(2x2, 3x3) buffers sit in its scratch (scalars of T, 64-byte lines): the
+  /// phases of x and of dL/dy (each with a zeroed margin that the input transform reads), the
+  /// transformed inputs V (16 planes vp apart, rows ldv apart), the products M (16 planes mp
+  /// apart, rows ldm apart), the output phases Y (4 planes), the transformed filter gradient
+  /// dU and the row offsets. Planes are an odd number of lines apart, so that the 16 streams a
+  /// transform writes do not share their 4 KiB page offsets (which stalls the stores).
+  struct winograd_buffers {
+    index ldv, vp, mp, xp, dyp, v, m, mt, y, du, offsets, end, margin;
+  };
+  winograd_buffers winograd_space_of(index nc) const {
+    const index C = in_.channels, O = w_.rows(), P = std::max(C, O);
+    const detail::strip g = winograd_strip(nc);
+    const index ps = Eigen::internal::packet_traits<T>::size;
+    auto staggered = [](index n) {
+      return lines(n) / lines(1) % 2 == 0 ? lines(n) + lines(1) : lines(n);
+    };
+    winograd_buffers b{};
+    b.ldv = lines(g.M + ps);
+    b.vp = staggered(P * b.ldv);
+    b.mp = b.vp;
+    b.margin = g.R + 2 + 2 * ps;
+    b.xp = 0;
+    b.dyp = b.xp + lines(4 * C * g.L + b.margin);
+    b.v = b.dyp + lines(4 * O * g.L + b.margin);
+    b.m = b.v + 16 * b.vp;
+    b.mt = b.m + 16 * b.mp;
+    b.y = b.mt + 16 * b.mp;
+    b.du = b.y + 4 * b.mp;
+    b.offsets = b.du + lines(16 * C * O);
+    b.end = b.offsets + lines(index_scalars(P));
+    return b;
+  }
+
+  /// The filters transformed for F(2x2, 3x3) into u: W itself, or for dL/dx (the transposed
+  /// convolution) W mirrored with in and out channels swapped.
+  void winograd_filters(bool transposed, T* u) const {
+    const index O = w_.rows(), C = in_.channels;
+    const matrix<T>& w = w_;
+    if (transposed)
+      detail::winograd_filters(
+          C, O,
+          [&](index c, index o, index a, index b) { return w(o, c * 9 + (2 - a) * 3 + (2 - b)); },
+          u);
+    else
+      detail::winograd_filters(
+          O, C, [&](index o, index c, index a, index b) { return w(o, c * 9 + a * 3 + b); }, u);
+  }
+
+  /// to (channels `out`) = conv(phases at xp, `in` channels) by F(2x2, 3x3), plus bias.
+  void winograd_product(const detail::strip& g, const winograd_buffers& sb, T* ws, index in,
+                        index out, const T* xp, const T* u, index s0, index nc, T* to, index ld,
+                        const T* bias) const {
+    index* offsets = reinterpret_cast<index*>(ws + sb.offsets);
+    for (index c = 0; c < in; ++c) offsets[c] = c * sb.ldv;
+    detail::winograd_inputs(g, in, xp, ws + sb.v, sb.ldv, sb.vp);
+    for (int xi = 0; xi < 16; ++xi)
+      detail::offset_gemm(g.M, out, in, ws + sb.v + xi * sb.vp, offsets, u + xi * in * out,
+                          ws + sb.m + xi * sb.mp, sb.ldv);
+    detail::winograd_outputs(g.M, out, ws + sb.m, sb.ldv, sb.mp, ws + sb.y, sb.mp);
+    detail::winograd_unphase(ws + sb.y, sb.ldv, sb.mp, g, s0, nc, out, to, ld, bias);
+  }
+
+  void winograd_forward_chunk(const_batch_view<T> x, batch_view<T> y, const T* bias, index s0,
+                              index nc, const T* u) const {
+    const detail::strip g = winograd_strip(nc);
+    const winograd_buffers sb = winograd_space_of(nc);
+    T* ws = static_cast<T*>(detail::thread_scratch().p);
+    detail::winograd_phases(x.data(), x.rows(), s0, nc, in_.channels, g, sb.margin, ws + sb.xp);
+    winograd_product(g, sb, ws, in_.channels, w_.rows(), ws + sb.xp, u, s0, nc, y.data(), y.rows(),
+                     bias);
+  }
+
+  /// One chunk's dW partial (O x K, when `params`) and its columns of dL/dx (unless dx is
+  /// empty) by F(2x2, 3x3); u holds the filters transformed for dL/dx.
+  void winograd_backward_chunk(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx,
+                               bool params, index s0, index nc, T* partial, const T* u) const {
+    const index C = in_.channels, O = w_.rows();
+    const detail::strip g = winograd_strip(nc);
+    const winograd_buffers sb = winograd_space_of(nc);
+    T* ws = static_cast<T*>(detail::thread_scratch().p);
+    detail::winograd_phases(dy.data(), dy.rows(), s0, nc, O, g, sb.margin, ws + sb.dyp);
+    if (params) {
+      index* offsets = reinterpret_cast<index*>(ws + sb.offsets);
+      for (index c = 0; c < C; ++c) offsets[c] = c * sb.ldv;
+      detail::winograd_phases(x.data(), x.rows(), s0, nc, C, g, sb.margin, ws + sb.xp);
+      detail::winograd_inputs(g, C, ws + sb.xp, ws + sb.v, sb.ldv, sb.vp);
+      detail::winograd_output_grads(g, O, ws + sb.dyp, ws + sb.m, sb.ldv, sb.mp);
+      const index ps = Eigen::internal::packet_traits<T>::size;
+      if (O % ps == 0) {  // broadcast kernel against dM transposed: no sums across packets
+        detail::winograd_transpose(g.M, O, ws + sb.m, sb.ldv, sb.mp, ws + sb.mt);
+        for (int xi = 0; xi < 16; ++xi)
+          detail::offset_gemm_tn(g.M, O, C, ws + sb.v + xi * sb.vp, offsets,
+                                 ws + sb.mt + xi * sb.mp, ws + sb.du + xi * O * C, O);
+      } else {
+        for (int xi = 0; xi < 16; ++xi)
+          detail::offset_gemm_dot(g.M, O, C, ws + sb.v + xi * sb.vp, offsets,
+                                  ws + sb.m + xi * sb.mp, sb.ldv, ws + sb.du + xi * O * C, O);
+      }
+      detail::winograd_filter_grads(O, C, ws + sb.du, partial);
+    }
+    if (dx.size() > 0)
+      winograd_product(g, sb, ws, O, C, ws + sb.dyp, u, s0, nc, dx.data(), dx.rows(), nullptr);
+  }
+
   detail::conv_geometry geometry() const { return {in_, out_, k_, stride_, pad_}; }
 
   image_shape in_, out_;
   index k_, stride_, pad_;
   bool has_bias_;
-  bool offset_ = false;  ///< odd k, p = (k - 1) / 2, sides divisible by s: the offset path
-  index q_ = 0;          ///< largest tap shift |du| (the padding of the strip layout)
+  bool winograd_ = false;  ///< 3 x 3, stride 1, padding 1, even sides, whole register tiles
+  bool offset_ = false;    ///< odd k, p = (k - 1) / 2, sides divisible by s: the offset path
+  index q_ = 0;            ///< largest tap shift |du| (the padding of the strip layout)
   std::vector<index> tap_shift_, tap_phase_;     ///< du(u) and a(u) for u < k
   std::vector<index> phase_taps_, phase_start_;  ///< taps t grouped by the phase they read
   matrix<T> w_, dw_, b_, db_;
