@@ -169,6 +169,19 @@ inline CLI::Validator integer_list_in(long long lo, long long hi) {
       "");
 }
 
+/// CLI11 validator: one of `names` (the message lists them).
+inline CLI::Validator one_of(std::vector<std::string> names) {
+  return CLI::Validator(
+      [names](std::string& s) -> std::string {
+        if (std::find(names.begin(), names.end(), s) != names.end()) return {};
+        std::string list;
+        for (std::size_t i = 0; i < names.size(); ++i)
+          list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+        return "must be " + list + ", got '" + s + "'";
+      },
+      "");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Options shared by the programs: same names, checks and defaults everywhere.
 
@@ -234,11 +247,13 @@ inline void make_output_dir(const fs::path& dir) {
 // ---------------------------------------------------------------------------------------------
 // Parsing and main.
 
-/// Sets the conventions on a new CLI11 app (help flag, no Windows-style options).
+/// Sets the conventions on a new CLI11 app: -h/--help, no Windows-style options, the last of a
+/// repeated option counts (so a script can append an override).
 inline void configure(CLI::App& app) {
   app.set_help_flag("-h,--help", "print this help and exit");
   app.allow_windows_style_options(false);
-  app.option_defaults()->always_capture_default();
+  app.option_defaults()->always_capture_default()->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeLast);  // a repeated option: the last one counts
 }
 
 /// Parses the command line. --help prints the help to stdout and exits 0; a usage error throws
