@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Feeds bad command lines and bad files to the example programs and checks the exit code of each
-# (2: usage error with a message, 1: bad data or configuration with a message; never a crash).
-# Prints one markdown table row per case, with the program's first line on stderr.
+# (2: usage error with a message, 1: bad data or configuration with a message; never a crash),
+# then properties of its results ("check" rows): messages that name the option or the file,
+# nothing reported that was not written (full disk, failing gnuplot), no shell run on --out,
+# --json's last stdout line parsing as JSON, --depths/--archs restricting every run.
+# Prints one markdown table row per case, with the program's error (or first) line on stderr.
 #   bash tests/robust/cli_bad_inputs.sh [build-dir]       (default: build)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,6 +14,9 @@ trap 'rm -rf "$tmp"' EXIT
 fails=0 total=0
 
 # case <expected exit code> <description> <program> [args...]
+# The command runs in $tmp (stdout in $tmp/out, stderr in $tmp/err), behind the command prefix
+# in the array `wrap` when one is set (a mount namespace, a resource limit, another PATH).
+wrap=()
 case_() {
   local want=$1 what=$2 prog=$3
   shift 3
@@ -19,16 +25,34 @@ case_() {
     return
   fi
   total=$((total + 1))
-  (cd "$tmp" && timeout 120 "$bin/$prog" "$@" >"$tmp/out" 2>"$tmp/err")
+  (cd "$tmp" && timeout 120 "${wrap[@]}" "$bin/$prog" "$@" >"$tmp/out" 2>"$tmp/err")
   local got=$?
   local msg
-  msg=$(grep -v '^\s*$' "$tmp/err" | head -1 | sed "s#$tmp#TMP#g; s/|/\\\\|/g" | cut -c1-220)
+  msg=$( (grep -m1 'error' "$tmp/err" || grep -v '^\s*$' "$tmp/err") | head -1 | sed "s#$tmp#TMP#g; s/|/\\\\|/g" | cut -c1-220)
   local verdict="exit $got"
   if [ "$got" != "$want" ]; then
     verdict="exit $got, EXPECTED $want"
     fails=$((fails + 1))
   fi
   echo "| $prog | $what | $verdict: $msg |"
+}
+
+# check <description> <command...>: a property of the last case's results; counts as a case.
+check() {
+  local what=$1
+  shift
+  total=$((total + 1))
+  if (cd "$tmp" && "$@") >/dev/null 2>&1; then
+    echo "| | $what | ok |"
+  else
+    echo "| | $what | FAILED |"
+    fails=$((fails + 1))
+  fi
+}
+has() { grep -q -e "$1" "$2"; }
+# The last stdout line is one JSON object; json_is <python expression over j> checks it.
+json_is() {
+  python3 -c 'import json, sys; j = json.loads(open(sys.argv[1]).read().splitlines()[-1]); sys.exit(0 if eval(sys.argv[2]) else 1)' "$tmp/out" "$1"
 }
 
 # A tiny fake CIFAR-10 directory (2 images per file) for quick real runs.
@@ -97,6 +121,105 @@ case_ 2 "--bias-std nan" $s --bias-std nan
 case_ 2 "--bn-grad sometimes" $s --bn-grad sometimes
 case_ 2 "--threads 0" $s --threads 0
 case_ 2 "--points 1e9x" $s --points 1e9x
+tiny=(--seeds 2 --width 8 --points 16 --threads 1)
+one=("${tiny[@]}" --depths 2 --archs crelu_ll)
+case_ 0 "--help" $s --help
+check "--help: the options on stdout, --json among them" has "--json" out
+case_ 2 "--out naming an existing file" $s --out "$tmp/cifar/test_batch.bin"
+check "the message names --out" has "^shattering: --out" err
+check "the message points to --help" has "shattering --help" err
+case_ 2 "--bias-std 1e999 (overflows to inf)" $s --bias-std 1e999
+check "the message names --bias-std" has "^shattering: --bias-std" err
+case_ 2 "--seeds=-1" $s --seeds=-1
+check "the message names --seeds" has "^shattering: --seeds" err
+case_ 2 "--threads 100000" $s --threads 100000
+check "the message names --threads" has "^shattering: --threads" err
+case_ 0 "--seeds=3 --json (tiny run)" $s "${one[@]}" --seeds=3 --out "$tmp/s1" --json
+check "--json: the last stdout line is JSON, seeds 3" json_is 'j["seeds"] == 3'
+case_ 0 "--seeds 3 --json (tiny run)" $s "${one[@]}" --seeds 3 --out "$tmp/s2" --json
+check "--json: the last stdout line is JSON, seeds 3" json_is 'j["seeds"] == 3'
+check "--json: one depth_sweep row, constant" json_is 'j["depth_sweep"][0]["verdict"] == "constant" and len(j["depth_sweep"]) == 1'
+check "progress on stderr only" bash -c '! grep -q probing out && grep -q "probing 1 configurations" err'
+case_ 0 "--depths 1 --archs crelu probes only that" $s "${tiny[@]}" --depths 1 --archs crelu --out "$tmp/r1"
+check "one configuration probed (figure runs restricted)" has "probing 1 configurations x 2 seeds (2 networks" err
+check "one row in depth_sweep.csv" test "$(wc -l <"$tmp/r1/depth_sweep.csv")" -eq 2
+check "no figure of unrequested networks" test ! -e "$tmp/r1/figure3_activity.csv"
+evil="x'; touch PWNED; echo '"
+case_ 0 "--out with quotes, ';' and spaces" $s "${one[@]}" --out "$evil"
+check "nothing run by a shell: no PWNED" test ! -e "$tmp/PWNED"
+if command -v gnuplot >/dev/null; then
+  check "plots made in the quoted folder" test -s "$tmp/$evil/depth_sweep.png"
+  case_ 0 "--out \"a b/it's \\\"q\\\"\" (spaces, quotes)" $s "${one[@]}" --out "a b/it's \"q\""
+  check "plots made there" test -s "$tmp/a b/it's \"q\"/depth_sweep.png"
+fi
+# gnuplot that fails, or exits 0 without writing: exit 1, and no "Plots:" line.
+mkdir -p "$tmp/fail_bin" "$tmp/lazy_bin"
+printf '#!/bin/sh\necho "gnuplot: broken" >&2\nexit 3\n' >"$tmp/fail_bin/gnuplot"
+printf '#!/bin/sh\nexit 0\n' >"$tmp/lazy_bin/gnuplot"
+chmod +x "$tmp/fail_bin/gnuplot" "$tmp/lazy_bin/gnuplot"
+wrap=(env "PATH=$tmp/fail_bin:$PATH")
+case_ 1 "gnuplot exits 3" $s "${one[@]}" --out "$tmp/g1"
+check "the message names gnuplot and its exit code" has "gnuplot.*exit code 3" err
+check "no plots reported" bash -c '! grep -q "^Plots:" out'
+wrap=(env "PATH=$tmp/lazy_bin:$PATH")
+case_ 1 "gnuplot exits 0 but writes no PNG" $s "${one[@]}" --out "$tmp/g2"
+check "the message names the missing PNG" has "depth_sweep.png" err
+check "no plots reported" bash -c '! grep -q "^Plots:" out'
+wrap=()
+(cd "$tmp" && "$bin/$s" "${one[@]}" --out "$tmp/g3" --json >/dev/full 2>"$tmp/err")
+rc=$?
+check "stdout on /dev/full: exit 1 with a message" bash -c "[ $rc -eq 1 ] && grep -q 'standard output' err"
+# A full disk: a 16 KiB tmpfs in a private mount namespace, or else a file-size limit of
+# <KiB> (writes past it fail with EFBIG); skipped where neither is allowed.
+#   full <KiB>: sets `wrap` for the next case
+mkdir -p "$tmp/disk"
+unshare_flags=-m
+[ "$(id -u)" -eq 0 ] || unshare_flags=-rm
+if [ -z "${SHATTER_TEST_NO_TMPFS:-}" ] &&
+  unshare "$unshare_flags" sh -c 'mount -t tmpfs -o size=16k tmpfs "$0"' "$tmp/disk" 2>/dev/null; then
+  full() { wrap=(unshare "$unshare_flags" sh -c 'mount -t tmpfs -o size=16k tmpfs disk && exec "$@"' sh); }
+elif (trap '' XFSZ; ulimit -f 4) 2>/dev/null; then
+  echo "| | (no tmpfs here: a file-size limit stands in for the full disk) | |"
+  full() { wrap=(bash -c 'trap "" XFSZ; ulimit -f "$0"; exec "$@"' "$1"); }
+else
+  full() { return 1; }
+  echo "| $s | full disk | skipped: neither a tmpfs nor a file-size limit is allowed here |"
+fi
+if full 1; then
+  case_ 1 "full disk while writing the CSV files" $s "${tiny[@]}" --depths 1,2,24 --out disk/o1
+  check "the message names a file and the OS error" has "cannot write 'disk/o1/.*': write: \\(No space left on device\\|File too large\\)" err
+  check "nothing reported" bash -c '! grep -q "^\\(Plots\\|CSV\\):" out'
+  if command -v gnuplot >/dev/null; then
+    full 4
+    case_ 1 "full disk while gnuplot writes a PNG" $s "${one[@]}" --out disk/o2
+    check "the message names the PNG" has "depth_sweep.png" err
+    check "no plots reported" bash -c '! grep -q "^Plots:" out'
+  fi
+  wrap=()
+fi
+# Memory pressure: a scratch allocation fails under a 3 GB address-space limit.
+wrap=(bash -c 'ulimit -v 3000000; exec "$@"' sh)
+case_ 1 "out of memory (--points 1048576 under ulimit -v)" $s --points 1048576 --seeds 2 --depths 1 --archs crelu --threads 1 --out "$tmp/m1"
+check "the message says out of memory" has "out of memory" err
+wrap=()
+# Thread creation refused: 200 threads under a limit of 64 processes (as an unprivileged user).
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+  chmod 777 "$tmp"
+  wrap=(setpriv --reuid=65534 --regid=65534 --clear-groups bash -c 'ulimit -u 64; exec "$@"' sh)
+  total=$((total + 1))
+  (cd "$tmp" && timeout 120 "${wrap[@]}" "$bin/$s" "${one[@]}" --threads 200 --out "$tmp/t1" >"$tmp/out" 2>"$tmp/err")
+  rc=$?
+  wrap=()
+  msg=$(grep -v '^\s*$' "$tmp/err" | grep error | head -1 | sed "s#$tmp#TMP#g" | cut -c1-200)
+  if [ "$rc" -eq 0 ] || { [ "$rc" -eq 1 ] && [ -n "$msg" ]; }; then
+    echo "| $s | --threads 200 under ulimit -u 64 | exit $rc (0, or 1 with a message): $msg |"
+  else
+    echo "| $s | --threads 200 under ulimit -u 64 | exit $rc, EXPECTED 0 or 1 with a message |"
+    fails=$((fails + 1))
+  fi
+else
+  echo "| $s | --threads 200 under ulimit -u 64 | skipped: needs root to run as an unprivileged user |"
+fi
 q="quickstart"
 case_ 1 "data directory without Fashion-MNIST" $q "$tmp/empty"
 echo
