@@ -263,7 +263,10 @@ figure_plan plan_figures(const config& c) {
       f.fig1_no_bn = true;
     if (s.net && s.name != "fnn_relu_24" && s.name != "resnet_50") f.fig1_bn = true;
   }
-  if (!f.fig1_bn && !f.fig1_no_bn) f.fig1.clear();
+  if (!f.fig1_bn)  // the noise references belong to figure1.png only
+    f.fig1.erase(
+        std::remove_if(f.fig1.begin(), f.fig1.end(), [](const series& s) { return !s.net; }),
+        f.fig1.end());
   const std::vector<acf_panel> fig2{{"feedforward, BN", architecture::fnn_relu_bn, 1.0},
                                     {"resnet, BN, beta = 1", architecture::resnet_bn, 1.0},
                                     {"resnet, BN, beta = 0.1", architecture::resnet_bn, 0.1},

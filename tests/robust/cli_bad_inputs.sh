@@ -81,7 +81,7 @@ for f in "$tmp"/cifar_const/*.bin; do
 done
 mkdir -p "$tmp/empty"
 
-echo "| program | input | result: first line on stderr |"
+echo "| program | input | result: error (or first) line on stderr |"
 echo "| --- | --- | --- |"
 c="cifar10"
 case_ 2 "unknown option --bogus" $c --bogus
