@@ -6,6 +6,7 @@
 #include "shatter/version.hpp"
 
 #include "shatter/core/error.hpp"
+#include "shatter/core/file.hpp"
 #include "shatter/core/rng.hpp"
 #include "shatter/core/shape.hpp"
 #include "shatter/core/tensor_ref.hpp"

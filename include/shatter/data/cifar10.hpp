@@ -3,11 +3,13 @@
 #define SHATTER_DATA_CIFAR10_HPP
 
 #include <cstdint>
-#include <fstream>
+#include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "shatter/core/error.hpp"
+#include "shatter/core/file.hpp"
 #include "shatter/core/shape.hpp"
 #include "shatter/data/dataset.hpp"
 
@@ -30,27 +32,39 @@ inline std::string cifar10_download_hint() {
          "data_batch_5.bin, test_batch.bin and batches.meta.txt";
 }
 
+namespace detail {
+/// data_error naming the CIFAR-10 file unless `f` opened it (missing, unreadable, or not a
+/// regular file).
+inline void require_cifar10_file(const regular_file& f, const std::string& path) {
+  require<data_error>(!f.irregular(), "CIFAR-10 file '", path, "' is ",
+                      f.irregular() ? f.irregular() : "", ", not a regular file");
+  require<data_error>(f.is_open(), "CIFAR-10 file '", path, "' is missing or cannot be opened (",
+                      std::strerror(f.error()), "); ", cifar10_download_hint());
+}
+}  // namespace detail
+
 /// Reads up to `max_records` records (all when negative) of one CIFAR-10 binary batch file
 /// into a dataset: x is 3072 x n with pixel values scaled to [0, 1], labels in [0, 10).
-/// Throws data_error naming the file when it is missing or unreadable, when its size is not a
+/// Throws data_error naming the file when it is missing or unreadable, when it is not a regular
+/// file (a FIFO, directory or device: refused without blocking), when its size is not a
 /// positive multiple of 3073 bytes (truncated or not a CIFAR-10 file), or when a label byte is
 /// outside 0-9 (naming the record and the value).
 template <class T>
 dataset<T> load_cifar10_file(const std::string& path, index max_records = -1) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  require<data_error>(static_cast<bool>(in), "CIFAR-10 file '", path,
-                      "' is missing or cannot be opened; ", cifar10_download_hint());
-  const std::streamoff bytes = in.tellg();
+  detail::regular_file in(path);
+  detail::require_cifar10_file(in, path);
+  const std::uint64_t bytes = in.size();
   require<data_error>(
       bytes > 0 && bytes % cifar10_record_bytes == 0, "CIFAR-10 file '", path, "' has ", bytes,
       " bytes, which is not a positive multiple of the ", cifar10_record_bytes,
       "-byte record size (truncated, or not the binary version); ", cifar10_download_hint());
   index n = static_cast<index>(bytes / cifar10_record_bytes);
   if (max_records >= 0 && max_records < n) n = max_records;
-  in.seekg(0);
   std::vector<unsigned char> buf(static_cast<std::size_t>(n * cifar10_record_bytes));
-  in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(buf.size()));
-  require<data_error>(static_cast<bool>(in), "CIFAR-10 file '", path, "': read error");
+  const std::size_t got = in.read(buf.data(), buf.size());
+  require<data_error>(got == buf.size(), "CIFAR-10 file '", path, "': read error after ", got,
+                      " of ", buf.size(), " bytes",
+                      in.error() ? std::string(": ") + std::strerror(in.error()) : "");
   dataset<T> d;
   d.classes = 10;
   d.x.resize(3072, n);
@@ -70,9 +84,12 @@ dataset<T> load_cifar10_file(const std::string& path, index max_records = -1) {
 /// data_error naming the file when it is missing or does not list exactly ten names.
 inline std::vector<std::string> load_cifar10_classes(const std::string& dir) {
   const std::string path = dir + "/batches.meta.txt";
-  std::ifstream in(path);
-  require<data_error>(static_cast<bool>(in), "CIFAR-10 file '", path,
-                      "' is missing or cannot be opened; ", cifar10_download_hint());
+  detail::regular_file f(path);
+  detail::require_cifar10_file(f, path);
+  const std::vector<unsigned char> text = f.read_all();
+  require<data_error>(f.error() == 0, "CIFAR-10 file '", path,
+                      "': read error: ", std::strerror(f.error()));
+  std::istringstream in(std::string(text.begin(), text.end()));
   std::vector<std::string> names;
   std::string line;
   while (std::getline(in, line)) {
@@ -105,9 +122,8 @@ cifar10<T> load_cifar10(const std::string& dir, index train_limit = -1, index te
   for (int b = 1; b <= 5; ++b) {
     const std::string path = dir + "/data_batch_" + std::to_string(b) + ".bin";
     if (train_limit >= 0 && have >= train_limit) {
-      std::ifstream probe(path, std::ios::binary);
-      require<data_error>(static_cast<bool>(probe), "CIFAR-10 file '", path,
-                          "' is missing or cannot be opened; ", cifar10_download_hint());
+      const detail::regular_file probe(path);
+      detail::require_cifar10_file(probe, path);
       continue;
     }
     parts.push_back(load_cifar10_file<T>(path, train_limit >= 0 ? train_limit - have : -1));

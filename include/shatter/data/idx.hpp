@@ -6,15 +6,16 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "shatter/core/error.hpp"
+#include "shatter/core/file.hpp"
 #include "shatter/core/types.hpp"
 #include "shatter/data/dataset.hpp"
 
@@ -31,14 +32,17 @@ struct idx_array {
 constexpr std::size_t idx_max_bytes = std::size_t(1) << 31;
 
 /// The bytes of a file; if it starts with the gzip magic (1f 8b) it is decompressed with zlib.
-/// data_error naming the file if it cannot be opened, is a truncated or corrupt gzip stream, or
-/// decompresses to more than idx_max_bytes.
+/// data_error naming the file if it cannot be opened, is not a regular file (a FIFO, directory
+/// or device, refused without blocking), is a truncated or corrupt gzip stream, or decompresses
+/// to more than idx_max_bytes.
 inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  require<data_error>(static_cast<bool>(f), path, ": cannot open file (missing or unreadable)");
-  std::vector<std::uint8_t> raw((std::istreambuf_iterator<char>(f)),
-                                std::istreambuf_iterator<char>());
-  require<data_error>(!f.bad(), path, ": read error");
+  detail::regular_file f(path);
+  require<data_error>(!f.irregular(), path, ": is ", f.irregular() ? f.irregular() : "",
+                      ", not a regular file");
+  require<data_error>(f.is_open(), path,
+                      ": cannot open file (missing or unreadable: ", std::strerror(f.error()), ")");
+  std::vector<std::uint8_t> raw = f.read_all();
+  require<data_error>(f.error() == 0, path, ": read error: ", std::strerror(f.error()));
   if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) return raw;
 
   std::vector<std::uint8_t> out;
@@ -74,7 +78,8 @@ inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
 /// uint32 sizes, then exactly prod(sizes) bytes. `what` names the source in messages. If
 /// `expected_ndims` > 0 the array must have that many dimensions (images 3, labels 1).
 /// data_error for a short header, a bad magic number, an unsupported type, a zero dimension
-/// count, truncated data or trailing bytes.
+/// count, sizes whose nonzero entries multiply to more than idx_max_bytes, truncated data or
+/// trailing bytes.
 inline idx_array parse_idx(const std::uint8_t* bytes, std::size_t n, const std::string& what,
                            int expected_ndims = 0) {
   require<data_error>(n >= 4, what, ": too short for an IDX header (", n, " bytes)");
@@ -102,14 +107,22 @@ inline idx_array parse_idx(const std::uint8_t* bytes, std::size_t n, const std::
   require<data_error>(n >= header, what, ": truncated header (", n, " bytes, ", header,
                       " needed for ", nd, " dimensions)");
   idx_array a;
-  std::uint64_t count = 1;
+  std::string dims_text;
   for (int d = 0; d < nd; ++d) {
     const std::uint8_t* p = bytes + 4 + 4 * d;
-    const std::uint32_t s = (std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) |
-                            (std::uint32_t(p[2]) << 8) | std::uint32_t(p[3]);
-    a.dims.push_back(s);
+    a.dims.push_back((std::uint32_t(p[0]) << 24) | (std::uint32_t(p[1]) << 16) |
+                     (std::uint32_t(p[2]) << 8) | std::uint32_t(p[3]));
+    dims_text += (d ? " x " : "") + std::to_string(a.dims.back());
+  }
+  // The nonzero sizes alone must fit, so that no product of sizes a caller forms (pixels per
+  // image, say) can overflow, even when another size is 0.
+  std::uint64_t nonzero = 1, count = 1;
+  for (const std::uint32_t s : a.dims) {
+    require<data_error>(s == 0 || nonzero <= idx_max_bytes / s, what, ": IDX dimensions ",
+                        dims_text, " are too large (the nonzero sizes multiply to more than ",
+                        idx_max_bytes, ")");
+    if (s) nonzero *= s;
     count *= s;
-    require<data_error>(count <= idx_max_bytes, what, ": dimensions too large");
   }
   const std::size_t body = n - header;
   require<data_error>(body >= count, what, ": truncated data: ", body, " bytes after the header, ",
@@ -127,11 +140,13 @@ inline idx_array read_idx(const std::string& path, int expected_ndims = 0) {
 }
 
 /// An IDX image file (magic 0x00000803: count x rows x cols bytes) as a (rows*cols) x count
-/// matrix, one image per column, pixels row by row, scaled to [0, 1] (value / 255).
+/// matrix, one image per column, pixels row by row, scaled to [0, 1] (value / 255). data_error
+/// naming the file when it holds no image or the images have no pixel.
 template <class T>
 matrix<T> load_idx_images(const std::string& path) {
   const idx_array a = read_idx(path, 3);
   const index count = a.dims[0], pixels = index(a.dims[1]) * index(a.dims[2]);
+  require<data_error>(count >= 1, path, ": the IDX file holds 0 images (an empty data set)");
   require<data_error>(pixels >= 1, path, ": images of size ", a.dims[1], " x ", a.dims[2]);
   matrix<T> x(pixels, count);
   for (index j = 0; j < count; ++j)
@@ -209,7 +224,8 @@ fashion_mnist<T> load_fashion_mnist(const std::string& dir = fashion_mnist_defau
   auto find = [&](const std::string& stem) {
     for (const char* ext : {".gz", ""}) {
       const std::string p = dir + "/" + stem + ext;
-      if (std::ifstream(p).good()) return p;
+      const detail::regular_file f(p);  // never opens a FIFO or device
+      if (f.is_open() || f.irregular() || f.error() != ENOENT) return p;  // read_idx says why
     }
     throw data_error(detail::cat(dir, "/", stem, "[.gz]: file not found. Fashion-MNIST is in ",
                                  "Debian's package dataset-fashion-mnist (apt-get install ",

@@ -19,24 +19,23 @@
 #endif
 
 #include "shatter/core/error.hpp"
+#include "shatter/core/file.hpp"
 
 namespace shatter::io {
 
 /// Reads a whole file into memory. Throws data_error naming the path and the system's reason
-/// when it cannot be opened or read. Thread safety: may run concurrently with itself.
+/// when it cannot be opened or read, or when it is not a regular file (a FIFO, directory or
+/// device is refused without blocking or reading it). Thread safety: may run concurrently with
+/// itself.
 inline std::vector<unsigned char> read_file(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  require<data_error>(f != nullptr, "cannot open '", path, "' for reading: ", std::strerror(errno));
-  std::vector<unsigned char> bytes;
-  unsigned char chunk[1 << 16];
-  for (;;) {
-    const std::size_t got = std::fread(chunk, 1, sizeof chunk, f);
-    bytes.insert(bytes.end(), chunk, chunk + got);
-    if (got < sizeof chunk) break;
-  }
-  const bool failed = std::ferror(f) != 0;
-  std::fclose(f);
-  require<data_error>(!failed, "error while reading '", path, "'");
+  shatter::detail::regular_file f(path);
+  require<data_error>(!f.irregular(), "cannot read '", path, "': it is ",
+                      f.irregular() ? f.irregular() : "", ", not a regular file");
+  require<data_error>(f.is_open(), "cannot open '", path,
+                      "' for reading: ", std::strerror(f.error()));
+  std::vector<unsigned char> bytes = f.read_all();
+  require<data_error>(f.error() == 0, "error while reading '", path,
+                      "': ", std::strerror(f.error()));
   return bytes;
 }
 

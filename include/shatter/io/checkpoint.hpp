@@ -99,6 +99,8 @@ void save_checkpoint_impl(const std::string& path, sequential<T>& net,
                           std::int64_t epoch, std::int64_t step,
                           const std::map<std::string, std::string>& user_metadata,
                           const std::map<std::string, std::string>& extra) {
+  require<config_error>(epoch >= 0 && step >= 0,
+                        "save_checkpoint: epoch and step must be >= 0, got ", epoch, " and ", step);
   io::safetensors_file f;
   for (const auto& kv : user_metadata) {
     require<config_error>(kv.first.rfind("shatter.", 0) != 0, "save_checkpoint: metadata key '",
@@ -149,6 +151,9 @@ checkpoint_info load_checkpoint_impl(const io::safetensors_file& f, const std::s
   checkpoint_info info;
   info.epoch = metadata_int(md, "shatter.epoch", path);
   info.step = metadata_int(md, "shatter.step", path);
+  require<data_error>(info.epoch >= 0 && info.step >= 0, path, ": checkpoint metadata \"shatter.",
+                      info.epoch < 0 ? "epoch\" = " : "step\" = ",
+                      info.epoch < 0 ? info.epoch : info.step, " is negative");
   info.metadata = md;
 
   // Check everything first, so that a refused file leaves the network untouched.
@@ -205,8 +210,9 @@ struct is_optimizer<
 /// flushed and fsynced, renamed over `path`, the directory fsynced), so a crash at any moment
 /// leaves either the previous checkpoint or the new one. Stores the parameters and buffers of
 /// `net`, each tensor of `optimizer_state` (as "optimizer.<name>"), the state of `g`, `epoch`,
-/// `step`, and `metadata` (keys must not start with "shatter."; config_error otherwise). See
-/// checkpoint_format for the layout. Throws data_error naming the path when the write fails.
+/// `step` (both >= 0), and `metadata` (keys must not start with "shatter."; config_error
+/// otherwise). See checkpoint_format for the layout. Throws data_error naming the path when the
+/// write fails.
 /// Thread safety: reads `net`, the state tensors and `g`, which must not change meanwhile;
 /// checkpoints of distinct networks to distinct paths may be saved concurrently.
 template <class T>
@@ -221,10 +227,11 @@ void save_checkpoint(const std::string& path, sequential<T>& net,
 /// tensors of `optimizer_state` and `g`; returns epoch, step and metadata. Everything is checked
 /// before anything is written, so a refused file leaves all arguments unchanged: the file must be
 /// a valid safetensors file (see io::decode_safetensors: header, dtypes, shapes and byte ranges,
-/// truncation), a shatter checkpoint for the same architecture (the layers' descriptions match),
-/// and hold exactly the tensors of the network, the optimiser state and the RNG, each with the
-/// network's dtype and shape. Any mismatch throws data_error naming the file and the tensor
-/// (missing, extra, wrong dtype or shape). Thread safety: writes all its arguments.
+/// truncation), a shatter checkpoint for the same architecture (the layers' descriptions match)
+/// with an epoch and a step that are not negative, and hold exactly the tensors of the network, the
+/// optimiser state and the RNG, each with the network's dtype and shape. Any mismatch throws
+/// data_error naming the file and the tensor (missing, extra, wrong dtype or shape). Thread safety:
+/// writes all its arguments.
 template <class T>
 checkpoint_info load_checkpoint(const std::string& path, sequential<T>& net,
                                 const std::vector<tensor_ref<T>>& optimizer_state, rng& g) {
