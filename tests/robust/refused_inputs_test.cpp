@@ -1,6 +1,7 @@
-// Inputs the loaders refuse, with their exact messages: a FIFO, directory or device where a data
-// file or checkpoint belongs (refused at once, without blocking on the FIFO), IDX files with no
-// images or with sizes whose product overflows, checkpoints with a negative epoch or step.
+// Inputs the loaders and the evaluation refuse or report, with their exact messages: a FIFO,
+// directory or device where a data file or checkpoint belongs (refused at once, without blocking
+// on the FIFO), IDX files with no images or with sizes whose product overflows, checkpoints with a
+// negative epoch or step, and outputs that are not finite (no prediction, counted apart).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -20,8 +22,10 @@
 #include "shatter/data/cifar10.hpp"
 #include "shatter/data/idx.hpp"
 #include "shatter/io/checkpoint.hpp"
+#include "shatter/loss/softmax_cross_entropy.hpp"
 #include "shatter/network/builders.hpp"
 #include "shatter/optim/sgd.hpp"
+#include "shatter/train/evaluate.hpp"
 
 using namespace shatter;
 
@@ -207,4 +211,41 @@ TEST_CASE("a checkpoint with a negative epoch or step is refused and changes not
   CHECK(message_of([&] { save_checkpoint(good, net, opt, g, -3, 0); }) ==
         "save_checkpoint: epoch and step must be >= 0, got -3 and 0");
   CHECK(load_checkpoint(good, net, opt, g).epoch == 3);  // the good file is still there
+}
+
+TEST_CASE("outputs that are not finite are no prediction: counted apart, never correct",
+          "[robust][refused]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  SECTION("correct_count and nonfinite_count") {
+    matrix<double> z(3, 5);
+    z.col(0) << nan, nan, nan;  // label 0: argmax would say 0
+    z.col(1) << 2, 1, 0;        // label 0: correct
+    z.col(2) << nan, 5, 1;      // label 1
+    z.col(3) << inf, 0, 0;      // label 0
+    z.col(4) << 0, 1, -inf;     // label 1
+    const label_vector y = {0, 0, 1, 0, 1};
+    CHECK(correct_count(z, y) == 1);
+    CHECK(nonfinite_count(z) == 4);
+    CHECK(accuracy(z, y) == 0.2);
+  }
+  SECTION("evaluate over batches") {
+    rng g(1);
+    sequential<double> net;
+    auto& layer = net.add(dense<double>(2, 3));
+    layer.weight() << 1, 0, 0, 1, -1, -1;
+    layer.bias().setZero();
+    softmax_cross_entropy<double> loss;
+    dataset<double> data;
+    data.classes = 3;
+    data.x.resize(2, 5);
+    data.x << 1, nan, 0, nan, 2,  //
+        0, nan, 1, nan, 0;
+    data.labels = {0, 0, 2, 0, 0};  // samples 0 and 4 right, 2 wrong, 1 and 3 no prediction
+    const evaluation e = evaluate(net, loss, data, 2);
+    CHECK(e.samples == 5);
+    CHECK(e.nonfinite == 2);
+    CHECK(e.accuracy == 0.4);
+    CHECK(std::isnan(e.loss));
+  }
 }

@@ -49,12 +49,23 @@ class softmax_cross_entropy {
   matrix<T> grad_;
 };
 
+/// Number of columns of `outputs` with a NaN or infinite entry (outputs that predict nothing).
+template <class T>
+index nonfinite_count(const matrix<T>& outputs) {
+  index n = 0;
+  for (index j = 0; j < outputs.cols(); ++j) n += !outputs.col(j).allFinite();
+  return n;
+}
+
 /// Number of columns whose largest entry (first one on ties) is at the row given by its label.
+/// A column with a NaN or infinite entry is never counted: it is no prediction (an argmax over
+/// all-NaN logits would otherwise pick class 0).
 template <class T>
 index correct_count(const matrix<T>& logits, const std::vector<std::int32_t>& labels) {
   detail::check_labels(logits, labels, "correct_count");
   index correct = 0;
   for (index j = 0; j < logits.cols(); ++j) {
+    if (!logits.col(j).allFinite()) continue;
     index arg = 0;
     logits.col(j).maxCoeff(&arg);
     correct += arg == labels[j];
@@ -62,7 +73,8 @@ index correct_count(const matrix<T>& logits, const std::vector<std::int32_t>& la
   return correct;
 }
 
-/// Fraction of samples classified correctly (argmax of the column equals the label), in [0, 1].
+/// Fraction of samples classified correctly (argmax of the column equals the label; a column
+/// with a non-finite entry counts as wrong), in [0, 1].
 template <class T>
 double accuracy(const matrix<T>& logits, const std::vector<std::int32_t>& labels) {
   return static_cast<double>(correct_count(logits, labels)) / static_cast<double>(logits.cols());

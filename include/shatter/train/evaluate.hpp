@@ -15,10 +15,13 @@ struct evaluation {
   double loss = 0;      ///< mean per-sample loss
   double accuracy = 0;  ///< fraction of samples whose output argmax equals the label
   index samples = 0;    ///< number of samples evaluated (0: nothing was evaluated)
+  index nonfinite = 0;  ///< samples whose output has a NaN or infinite entry (never correct)
 };
 
 /// Runs `net` in mode::eval over `data` in batches of `batch_size` columns and returns the mean
-/// loss (each batch's mean loss weighted by its size) and the accuracy. `loss` is any loss with
+/// loss (each batch's mean loss weighted by its size), the accuracy and the number of samples
+/// whose output has a NaN or infinite entry (such an output is no prediction: it never counts as
+/// correct). `loss` is any loss with
 /// `T forward(const matrix<T>&, const label_vector&)` (softmax_cross_entropy, mse). An empty
 /// data set gives samples = 0. Errors: batch_size < 1 -> config_error; shapes and labels as the
 /// network and the loss check them.
@@ -41,6 +44,7 @@ evaluation evaluate(sequential<T>& net, Loss& loss, const dataset<T>& data,
     const matrix<T>& out = net.forward(xb, mode::eval);
     total += static_cast<double>(loss.forward(out, yb)) * static_cast<double>(n);
     correct += correct_count(out, yb);
+    e.nonfinite += nonfinite_count(out);
   }
   e.samples = data.size();
   e.loss = total / static_cast<double>(e.samples);
