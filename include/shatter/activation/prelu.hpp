@@ -9,9 +9,11 @@ namespace shatter {
 
 /// PReLU: y_i = z_i for z_i > 0, a_k z_i otherwise, with trainable slopes a. `slopes == 1`
 /// shares one slope across all features (PyTorch's default); otherwise there is one slope per
-/// feature and `slopes` must equal the input size. Initial slope 1 gives the identity, a cheap
-/// looks-linear start. dL/da_k = sum over z_i <= 0 of dy_i z_i (over the features sharing a_k).
-/// Backward reads the input. Thread safety: see layer.
+/// channel (`slopes` equals the input's channel count: slope k covers the H W values of channel
+/// k, as nn.PReLU(C) does for images) or one per feature (`slopes` equals the input size). Initial
+/// slope 1 gives the identity, a cheap looks-linear start (see prelu_ll_mlp). dL/da_k = sum over
+/// z_i <= 0 of dy_i z_i (over the values sharing a_k). Backward reads the input. Thread safety:
+/// see layer.
 template <class T>
 class prelu final : public layer<T> {
  public:
@@ -28,12 +30,20 @@ class prelu final : public layer<T> {
   }
   image_shape input_shape() const override { return shape_; }
   image_shape output_shape() const override { return shape_; }
+  /// Adopts `in` when the slopes fit it: one slope, one per channel or one per feature.
   void connect(const image_shape& in, const std::string& where) override {
     require<shape_error>(in.size() >= 1, where, " prelu: input size must be >= 1, got ", in.size());
-    if (shape_.size() == 0 || shape_.size() == in.size())
+    const index k = a_.rows();
+    if (k == 1 && (shape_.size() == 0 || shape_.size() == in.size())) {
       shape_ = in;
-    else
-      layer<T>::connect(in, where);
+      return;
+    }
+    require<shape_error>(k > 1, where, " ", describe(), " takes samples of shape ", shape_.str(),
+                         " but its input has shape ", in.str());
+    require<shape_error>(in.channels == k || in.size() == k, where, " ", describe(), ": ", k,
+                         " slopes fit neither the channels (", in.channels, ") nor the features (",
+                         in.size(), ") of its input ", in.str());
+    shape_ = in;
   }
   backward_reads reads() const override { return {true, false}; }
   bool replayable() const override { return true; }
@@ -42,19 +52,19 @@ class prelu final : public layer<T> {
   void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode, const kernel_env<T>&) override {
     if (shape_.size() == 0) shape_ = {x.rows(), 1, 1};
     this->check_input(x.rows(), x.cols());
-    if (a_.rows() == 1)
-      y.array() = (x.array() > T(0)).select(x.array(), a_(0, 0) * x.array());
-    else
-      y.array() = (x.array() > T(0)).select(x.array(), x.array().colwise() * a_.col(0).array());
+    slope_times(x, x, y);
   }
   void backward_kernel(const_batch_view<T> x, const_batch_view<T>, const_batch_view<T> dy,
                        batch_view<T> dx, bool param_grads, const kernel_env<T>&) override {
-    const auto neg = (x.array() > T(0)).select(T(0), dy.array() * x.array());
     if (param_grads) {
-      if (a_.rows() == 1)
+      const auto neg = (x.array() > T(0)).select(T(0), dy.array() * x.array());
+      const index k = a_.rows(), g = group();
+      if (k == 1)
         da_(0, 0) = neg.sum();
-      else
+      else if (g == 1)
         da_.col(0) = neg.rowwise().sum().matrix();
+      else
+        for (index c = 0; c < k; ++c) da_(c, 0) = neg.middleRows(c * g, g).sum();
     }
     if (dx.size() > 0) slope_times(x, dy, dx);
   }
@@ -73,12 +83,21 @@ class prelu final : public layer<T> {
   const matrix<T>& slope() const { return a_; }
 
  private:
-  /// out = f'(x) g: g where x > 0, a g elsewhere.
+  /// Values per slope: the input size (one slope), H W (per channel) or 1 (per feature).
+  index group() const { return a_.rows() == 1 ? shape_.size() : shape_.size() / a_.rows(); }
+  /// out = f'(x) g: g where x > 0, a g elsewhere (out may be g or x itself: elementwise).
   void slope_times(const_batch_view<T> x, const_batch_view<T> g, batch_view<T> out) const {
-    if (a_.rows() == 1)
+    const index k = a_.rows(), n = group();
+    if (k == 1) {
       out.array() = (x.array() > T(0)).select(g.array(), a_(0, 0) * g.array());
-    else
+    } else if (n == 1) {
       out.array() = (x.array() > T(0)).select(g.array(), g.array().colwise() * a_.col(0).array());
+    } else {
+      for (index c = 0; c < k; ++c)
+        out.middleRows(c * n, n).array() =
+            (x.middleRows(c * n, n).array() > T(0))
+                .select(g.middleRows(c * n, n).array(), a_(c, 0) * g.middleRows(c * n, n).array());
+    }
   }
 
   matrix<T> a_, da_;
