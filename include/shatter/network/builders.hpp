@@ -1,4 +1,5 @@
-// shatter: builders for the paper's network families (plain ReLU, CReLU, looks-linear, resnet).
+// shatter: builders for the paper's network families (plain ReLU, CReLU, looks-linear, resnet)
+// and the skip-free initialisations that followed (PReLU looks-linear, TAT leaky ReLU).
 #ifndef SHATTER_NETWORK_BUILDERS_HPP
 #define SHATTER_NETWORK_BUILDERS_HPP
 
@@ -7,7 +8,9 @@
 #include <vector>
 
 #include "shatter/activation/crelu.hpp"
+#include "shatter/activation/prelu.hpp"
 #include "shatter/activation/relu.hpp"
+#include "shatter/activation/tat.hpp"
 #include "shatter/init/he.hpp"
 #include "shatter/init/looks_linear.hpp"
 #include "shatter/init/orthogonal.hpp"
@@ -142,6 +145,65 @@ sequential<T> resnet_mlp(const mlp_spec& s, rng& g) {
   auto& o = net.add(detail::make_dense<T>(s.width, s.out, s, g));
   init::he_normal(o.weight(), g, 0, 1.0);
   return net;
+}
+
+namespace detail {
+/// Gain-1 weights of the chosen base: orthogonal, or N(0, 1 / fan_in).
+template <class T>
+void init_unit_gain(matrix<T>& w, rng& g, init::ll_base base) {
+  if (base == init::ll_base::orthogonal)
+    init::orthogonal(w, g);
+  else
+    init::he_normal(w, g, 0, 1.0);
+}
+/// [dense -> (batch_norm) -> make_act()] x depth -> dense, every weight of unit gain (see
+/// init_unit_gain): the chain of a variance-preserving activation.
+template <class T, class MakeAct>
+sequential<T> unit_gain_mlp(const mlp_spec& s, rng& g, init::ll_base base, MakeAct make_act,
+                            const char* who) {
+  check_spec(s, who);
+  sequential<T> net;
+  index prev = s.in;
+  for (index l = 0; l < s.depth; ++l) {
+    auto& d = net.add(make_dense<T>(prev, s.width, s, g));
+    init_unit_gain(d.weight(), g, base);
+    if (s.batch_norm) net.add(batch_norm<T>(s.width));
+    net.add(make_act());
+    prev = s.width;
+  }
+  auto& o = net.add(make_dense<T>(prev, s.out, s, g));
+  init_unit_gain(o.weight(), g, base);
+  return net;
+}
+}  // namespace detail
+
+/// Plain PReLU net with the looks-linear initialisation: [dense -> (batch_norm) -> prelu] x depth
+/// -> dense, one learnable slope per unit initialised to 1 (the identity), weights orthogonal (or
+/// N(0, 1 / fan_in)). Exactly linear at initialisation (affine with biases: f(x) = A x + c, A
+/// the product of the weight matrices and batch-norm scalings) like looks_linear_mlp, without
+/// doubling the width; the slopes move away from 1 with the first update that sees negative
+/// pre-activations.
+template <class T>
+sequential<T> prelu_ll_mlp(const mlp_spec& s, rng& g,
+                           init::ll_base base = init::ll_base::orthogonal) {
+  return detail::unit_gain_mlp<T>(
+      s, g, base, [&s] { return prelu<T>(s.width, T(1)); }, "prelu_ll_mlp");
+}
+
+/// Plain leaky-ReLU net with TAT (Zhang, Botev, Martens 2022): [dense -> (batch_norm) ->
+/// tat_leaky_relu(a)] x depth -> dense, weights orthogonal (or N(0, 1 / fan_in)), with the slope
+/// a = tat_slope(depth, eta) chosen so that the network's C-map satisfies C_f(0) = eta (default
+/// 0.9: two orthogonal inputs give outputs of correlation 0.9 in the wide limit). When eta is
+/// unreachable at this depth (fewer than 13 hidden layers for 0.9), a = 0: a plain ReLU net with
+/// He-equivalent scaling. The C-map assumes zero biases and no batch norm; `s.bias_std` and
+/// `s.batch_norm` are honoured but change it.
+template <class T>
+sequential<T> tat_mlp(const mlp_spec& s, rng& g, double eta = 0.9,
+                      init::ll_base base = init::ll_base::orthogonal) {
+  detail::check_spec(s, "tat_mlp");
+  const double a = tat_slope_or_relu(s.depth, eta);
+  return detail::unit_gain_mlp<T>(
+      s, g, base, [a] { return tat_leaky_relu<T>(a); }, "tat_mlp");
 }
 
 /// Builds architecture `a` with the sizes of `s`; the name decides batch norm (fnn_relu_bn and

@@ -1,4 +1,5 @@
-// shatter: CIFAR-style convolutional networks (resnet, plain ReLU, plain CReLU, looks-linear).
+// shatter: CIFAR-style convolutional networks (resnet, plain ReLU, plain CReLU, looks-linear,
+// PReLU looks-linear, TAT).
 #ifndef SHATTER_NETWORK_CIFAR_HPP
 #define SHATTER_NETWORK_CIFAR_HPP
 
@@ -7,7 +8,9 @@
 #include <vector>
 
 #include "shatter/activation/crelu.hpp"
+#include "shatter/activation/prelu.hpp"
 #include "shatter/activation/relu.hpp"
+#include "shatter/activation/tat.hpp"
 #include "shatter/init/delta_orthogonal.hpp"
 #include "shatter/init/he.hpp"
 #include "shatter/init/looks_linear.hpp"
@@ -24,18 +27,21 @@
 
 namespace shatter {
 
-/// The CIFAR architectures compared in the paper's last experiment.
+/// The CIFAR architectures compared in the paper's last experiment, and two skip-free
+/// initialisations that followed it.
 enum class cifar_arch {
-  resnet,         ///< He et al. 2016 CIFAR ResNet: basic blocks, BN, option-A shortcuts, He init
-  plain_relu,     ///< the same convolutions without shortcuts: conv-BN-ReLU, He init
-  plain_crelu,    ///< conv-BN-CReLU (next conv takes 2C channels), He init
-  plain_crelu_ll  ///< conv-BN-CReLU with the mirrored looks-linear init [W0, -W0], W0 orthogonal
+  resnet,          ///< He et al. 2016 CIFAR ResNet: basic blocks, BN, option-A shortcuts, He init
+  plain_relu,      ///< the same convolutions without shortcuts: conv-BN-ReLU, He init
+  plain_crelu,     ///< conv-BN-CReLU (next conv takes 2C channels), He init
+  plain_crelu_ll,  ///< conv-BN-CReLU with the mirrored looks-linear init [W0, -W0], W0 orthogonal
+  plain_prelu_ll,  ///< conv-BN-PReLU, one slope per channel starting at 1: linear at init
+  plain_tat        ///< conv-BN-leaky ReLU with TAT's slope for C_f(0) = tat_eta, output scaled
 };
 
 /// Every CIFAR architecture name, in enum order.
 inline const std::vector<std::string>& cifar_arch_names() {
-  static const std::vector<std::string> names{"resnet", "plain_relu", "plain_crelu",
-                                              "plain_crelu_ll"};
+  static const std::vector<std::string> names{"resnet",         "plain_relu",     "plain_crelu",
+                                              "plain_crelu_ll", "plain_prelu_ll", "plain_tat"};
   return names;
 }
 
@@ -64,8 +70,14 @@ struct cifar_spec {
   image_shape input{3, 32, 32};  ///< input images (Fashion-MNIST: 1 x 28 x 28)
   index width = 16;              ///< channels of the first stage
   bool batch_norm = true;        ///< BN after every conv (without it convs get a zero bias)
-  init::ll_base ll = init::ll_base::orthogonal;  ///< W0 of plain_crelu_ll
-  bool delta = false;  ///< plain_crelu_ll: mirrored delta-orthogonal kernels instead of full W0
+  /// W0 of plain_crelu_ll, and the (unit-gain) kernels of plain_prelu_ll and plain_tat
+  init::ll_base ll = init::ll_base::orthogonal;
+  /// plain_crelu_ll: mirrored delta-orthogonal kernels instead of full W0; plain_prelu_ll and
+  /// plain_tat: delta-orthogonal kernels
+  bool delta = false;
+  /// plain_tat: the network C-map value C_f(0) its slope is solved for, over the depth - 1
+  /// activations (unreachable below depth 14 for 0.9: the slope is then 0, see tat_mlp)
+  double tat_eta = 0.9;
 };
 
 namespace detail {
@@ -83,19 +95,24 @@ inline index cifar_blocks(const cifar_spec& s) {
   return (s.depth - 2) / 6;
 }
 
-/// Appends conv(3x3) -> [BN] -> activation to a plain network; returns the new image shape.
+/// Whether architecture a uses unit-gain kernels (orthogonal, N(0, 1 / fan_in) or
+/// delta-orthogonal, as cifar_spec says) instead of He's.
+inline bool unit_gain_kernels(cifar_arch a) {
+  return a == cifar_arch::plain_crelu_ll || a == cifar_arch::plain_prelu_ll ||
+         a == cifar_arch::plain_tat;
+}
+
+/// Initialises the convolution of a plain unit: mirrored looks-linear after a CReLU
+/// (plain_crelu_ll), unit gain for the other skip-free initialisations, He otherwise.
 template <class T>
-image_shape cifar_plain_unit(sequential<T>& net, image_shape in, index out_c, index stride,
-                             cifar_arch a, const cifar_spec& s, rng& g) {
-  conv2d<T> c(in, out_c, 3, stride, 1, !s.batch_norm, no_init);
-  const bool ll = a == cifar_arch::plain_crelu_ll;
-  if (ll && !net.empty()) {
+void cifar_init_conv(conv2d<T>& c, sequential<T>& net, cifar_arch a, const cifar_spec& s, rng& g) {
+  if (a == cifar_arch::plain_crelu_ll && !net.empty()) {
     const std::string where = cat("cifar layer ", net.size(), ":");
     if (s.delta)
       init::looks_linear_delta_orthogonal(c, net[net.size() - 1], g, where);
     else
       init::looks_linear(c, net[net.size() - 1], g, s.ll, where);
-  } else if (ll) {
+  } else if (unit_gain_kernels(a)) {
     if (s.delta)
       init::delta_orthogonal(c, g);
     else if (s.ll == init::ll_base::orthogonal)
@@ -105,15 +122,33 @@ image_shape cifar_plain_unit(sequential<T>& net, image_shape in, index out_c, in
   } else {
     init::he_normal(c.weight(), g, c.fan_in());
   }
+}
+
+/// Appends conv(3x3) -> [BN] -> activation to a plain network; returns the new image shape.
+/// `slope` is plain_tat's leaky-ReLU slope.
+template <class T>
+image_shape cifar_plain_unit(sequential<T>& net, image_shape in, index out_c, index stride,
+                             cifar_arch a, const cifar_spec& s, double slope, rng& g) {
+  conv2d<T> c(in, out_c, 3, stride, 1, !s.batch_norm, no_init);
+  cifar_init_conv(c, net, a, s, g);
   const image_shape out = c.output_shape();
   net.add(std::move(c));
   if (s.batch_norm) net.add(batch_norm<T>(out.channels, out.spatial()));
-  if (a == cifar_arch::plain_relu) {
-    net.add(relu<T>());
-    return out;
+  switch (a) {
+    case cifar_arch::plain_crelu:
+    case cifar_arch::plain_crelu_ll:
+      net.add(crelu<T>());
+      return {2 * out.channels, out.height, out.width};
+    case cifar_arch::plain_prelu_ll:
+      net.add(prelu<T>(out.channels, T(1)));
+      return out;
+    case cifar_arch::plain_tat:
+      net.add(tat_leaky_relu<T>(slope));
+      return out;
+    default:
+      net.add(relu<T>());
+      return out;
   }
-  net.add(crelu<T>());
-  return {2 * out.channels, out.height, out.width};
 }
 
 /// Global average pooling and the linear classifier; looks-linear mirrors it ([W0, -W0] over
@@ -127,6 +162,8 @@ void cifar_head(sequential<T>& net, image_shape in, cifar_arch a, const cifar_sp
   dense<T> d(in.channels, s.classes, true, no_init);
   if (mirrored)
     init::looks_linear(d.weight(), g, s.ll, "cifar classifier");
+  else if (unit_gain_kernels(a) && s.ll == init::ll_base::orthogonal)
+    init::orthogonal(d.weight(), g);
   else
     init::he_normal(d.weight(), g, 0, 1.0);
   net.add(std::move(d));
@@ -135,20 +172,24 @@ void cifar_head(sequential<T>& net, image_shape in, cifar_arch a, const cifar_sp
 
 /// Builds CIFAR architecture `a`: see cifar_arch and cifar_spec. Plain nets are
 /// conv-[BN]-act, then 2 n units per stage (the first of stages 2 and 3 with stride 2), global
-/// average pooling and a linear classifier. The resnet is conv-BN-ReLU then n basic blocks per
-/// stage, x -> relu(S(x) + BN(conv(relu(BN(conv(x)))))), S the identity or, where the shape
-/// changes, option A (stride-2 subsampling and zero channels: no parameters). Classifier weights
-/// N(0, 1/fan_in), zero biases. Building allocates only the weights (milliseconds at depth 200).
+/// average pooling and a linear classifier. plain_prelu_ll and plain_tat have unit-gain kernels
+/// (orthogonal by default) and classifier; plain_tat's slope is tat_slope_or_relu(depth - 1,
+/// s.tat_eta), its depth - 1 activations forming the chain. The resnet is conv-BN-ReLU then n basic
+/// blocks per stage, x -> relu(S(x) + BN(conv(relu(BN(conv(x)))))), S the identity or, where the
+/// shape changes, option A (stride-2 subsampling and zero channels: no parameters). Classifier
+/// weights N(0, 1/fan_in), zero biases. Building allocates only the weights (milliseconds at depth
+/// 200).
 template <class T>
 sequential<T> build_cifar(cifar_arch a, const cifar_spec& s, rng& g) {
   const index n = detail::cifar_blocks(s);
   sequential<T> net;
   if (a != cifar_arch::resnet) {
-    image_shape shape = detail::cifar_plain_unit(net, s.input, s.width, 1, a, s, g);
+    const double slope = a == cifar_arch::plain_tat ? tat_slope_or_relu(s.depth - 1, s.tat_eta) : 0;
+    image_shape shape = detail::cifar_plain_unit(net, s.input, s.width, 1, a, s, slope, g);
     for (index stage = 0; stage < 3; ++stage)
       for (index i = 0; i < 2 * n; ++i)
         shape = detail::cifar_plain_unit(net, shape, s.width << stage, stage > 0 && i == 0 ? 2 : 1,
-                                         a, s, g);
+                                         a, s, slope, g);
     detail::cifar_head(net, shape, a, s, g);
     return net;
   }
