@@ -6,6 +6,7 @@
 #include <cmath>
 #include <optional>
 
+#include "shatter/activation/tat.hpp"
 #include "shatter/core/error.hpp"
 #include "shatter/network/architecture.hpp"
 
@@ -50,6 +51,26 @@ inline double resnet_bn(double depth, double beta = 1.0) {
 inline double looks_linear(double depth) {
   detail::check_depth(depth, "looks_linear");
   return 1.0;
+}
+
+/// Leaky ReLU with negative slope a (and any output gain): per layer the derivatives at two
+/// inputs correlate by E[f'(z_i) f'(z_j)] / E[f'(z)^2] = (1 + a)^2 / (2 (1 + a^2)) under the same
+/// idealisation, so R = ((1 + a)^2 / (2 (1 + a^2)))^L: 2^-L at a = 0 (ReLU), 1 at a = 1 (linear,
+/// as PReLU with the looks-linear initialisation, whose R is 1 at initialisation).
+inline double leaky_relu(double depth, double slope) {
+  detail::check_depth(depth, "leaky_relu");
+  require<config_error>(std::isfinite(slope) && slope >= 0 && slope <= 1,
+                        "theory::leaky_relu: slope must be in [0, 1], got ", slope);
+  return std::pow((1 + slope) * (1 + slope) / (2 * (1 + slope * slope)), depth);
+}
+
+/// TAT's leaky ReLU chain of L >= 1 layers (an integer): leaky_relu(L, a) with a the slope the
+/// builders use, tat_slope_or_relu(L, eta).
+inline double tat(double depth, double eta = 0.9) {
+  detail::check_depth(depth, "tat");
+  require<config_error>(depth >= 1 && depth == std::floor(depth),
+                        "theory::tat: depth must be a whole number of layers >= 1, got ", depth);
+  return leaky_relu(depth, tat_slope_or_relu(index(depth), eta));
 }
 
 /// The prediction for one of the probe's architectures at depth L (hidden layers or residual
