@@ -32,6 +32,7 @@
 #include "shatter/activation/prelu.hpp"
 #include "shatter/activation/relu.hpp"
 #include "shatter/activation/tanh.hpp"
+#include "shatter/activation/tat.hpp"
 
 #include "shatter/init/delta_orthogonal.hpp"
 #include "shatter/init/glorot.hpp"
@@ -69,6 +70,7 @@
 #include "shatter/io/json.hpp"
 #include "shatter/io/safetensors.hpp"
 
+#include "shatter/probe/jacobian_spectrum.hpp"
 #include "shatter/probe/noise.hpp"
 #include "shatter/probe/sweep.hpp"
 #include "shatter/probe/synthetic.hpp"
