@@ -38,12 +38,13 @@ inline index packed_at(index k, index kk, index j) {
   return (j / nr) * k * nr + kk * nr + j % nr;
 }
 
-/// Transformed filters U_xi = G g G^T of out x in filters g(o, c, u, v), written packed for
-/// offset_gemm: U_xi (in x out) at u + xi in out. Precondition: out % offset_gemm_nr == 0.
+/// Transformed filters U_xi = G g G^T of out x in filters g(o, c, u, v), for the outputs o in
+/// [o0, o1), written packed for offset_gemm: U_xi (in x out) at u + xi in out.
+/// Precondition: out % offset_gemm_nr == 0.
 template <class T, class Filter>
-void winograd_filters(index out, index in, Filter g, T* u) {
+void winograd_filters(index o0, index o1, index out, index in, Filter g, T* u) {
   const T h(0.5);
-  for (index o = 0; o < out; ++o)
+  for (index o = o0; o < o1; ++o)
     for (index c = 0; c < in; ++c) {
       T gg[4][3], m[4][4];  // G g, then (G g) G^T
       for (int v = 0; v < 3; ++v) {

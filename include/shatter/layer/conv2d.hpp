@@ -147,16 +147,17 @@ class conv2d final : public layer<T> {
     const chunking pl = make_chunking(n, true);
     const workspace ws = work_layout(n);
     if (pl.winograd && want_dx)
-      winograd_filters(true, env.work + ws.packed);
+      winograd_filters(true, env.work + ws.packed, env.exec);
     else if (offset_ && want_dx)
       regroup_by_phase(pl, env.work + ws.wt, env.work + ws.packed);
     T* partials = env.work + ws.partials;
-    const index per = w_.size() + w_.rows();  // a chunk's dW (O x K, or K x O), then its db
-    auto run = [&](index b) {
-      backward_chunk(x, dy, dx, param_grads, b, pl, partials + b * per, env.work + ws.wt,
-                     env.work + ws.packed);
+    const index per = w_.size() + w_.rows();  // a part's dW (O x K, or K x O), then its db
+    auto run = [&](index p) {
+      for (index b = pl.part_begin(p); b < pl.part_begin(p + 1); ++b)
+        backward_chunk(x, dy, dx, param_grads, b, pl, partials + p * per, b == pl.part_begin(p),
+                       env.work + ws.wt, env.work + ws.packed);
     };
-    detail::parallel_blocks<T>(env.exec, pl.chunks, pl.scratch, run);
+    detail::parallel_blocks<T>(env.exec, pl.parts, pl.scratch, run);
     if (param_grads) sum_partials(pl, partials);
   }
 
@@ -220,8 +221,10 @@ class conv2d final : public layer<T> {
   /// results).
   struct chunking {
     index n, cs, chunks;
+    index parts;  ///< backward: runs of chunks that add up one dW partial each, in chunk order
     index begin(index b) const { return n * b / chunks; }
     index size(index b) const { return begin(b + 1) - begin(b); }
+    index part_begin(index p) const { return chunks * p / parts; }
     bool direct_out, direct_in;  ///< y and dL/dx by offset_gemm (channel counts fit its tiles)
     bool direct_w;               ///< dL/dW by offset_gemm_tn (chunk partials are O x K, else K x O)
     bool winograd;               ///< all three by F(2x2, 3x3) (chunk partials are O x K)
@@ -249,6 +252,7 @@ class conv2d final : public layer<T> {
       pl.chunks = (n + most - 1) / most;
       if (pl.chunks % 2 == 1 && pl.chunks < n) ++pl.chunks;
       pl.cs = (n + pl.chunks - 1) / pl.chunks;
+      pl.parts = std::min<index>(pl.chunks, 8);  // chunks are small: few partials to sum
       pl.winograd = pl.direct_w = true;
       pl.scratch = std::size_t(winograd_space_of(pl.cs).end);
       return pl;
@@ -260,6 +264,7 @@ class conv2d final : public layer<T> {
     pl.chunks = (n + most - 1) / most;
     if (pl.chunks % 2 == 1 && pl.chunks < n) ++pl.chunks;
     pl.cs = (n + pl.chunks - 1) / pl.chunks;
+    pl.parts = pl.chunks;
     std::size_t gemm = 0;
     for (index nc : {pl.cs, n / pl.chunks}) {
       const index M = offset_ ? layout(nc).M : nc * out_.spatial();
@@ -339,8 +344,8 @@ class conv2d final : public layer<T> {
   };
   workspace work_layout(index n) const {
     const index O = w_.rows(), C = in_.channels, kk = k_ * k_;
-    index chunks = n == 0 ? 0 : make_chunking(n, true, false).chunks;
-    if (winograd_ && n > 0) chunks = std::max(chunks, make_chunking(n, true, true).chunks);
+    index chunks = n == 0 ? 0 : make_chunking(n, true, false).parts;
+    if (winograd_ && n > 0) chunks = std::max(chunks, make_chunking(n, true, true).parts);
     workspace ws;
     ws.wt = lines(std::max({w_.size(), O * kk * C, winograd_ ? 16 * O * C : index(0)}));
     ws.partials = ws.wt + (offset_ ? lines(O * kk * C) : 0);
@@ -353,7 +358,7 @@ class conv2d final : public layer<T> {
     const chunking pl = make_chunking(x.cols(), false);
     T* packed = env.work + work_layout(x.cols()).packed;
     if (pl.winograd)
-      winograd_filters(false, packed);
+      winograd_filters(false, packed, env.exec);
     else if (pl.direct_out)  // W^T packed once for the direct product of every chunk
       detail::offset_gemm_pack(w_.cols(), w_.rows(), w_.data(), w_.rows(), 1, packed);
     const T* b = bias && has_bias_ ? b_.data() : nullptr;
@@ -378,27 +383,27 @@ class conv2d final : public layer<T> {
     }
   }
 
-  /// dW and db as the sums over chunks of their partial products (O x K, or K x O transposed),
-  /// in chunk order (the same bits for any thread count).
+  /// dW and db as the sums over parts of their partial products (O x K, or K x O transposed),
+  /// in part order (parts are fixed runs of chunks: the same bits for any thread count).
   void sum_partials(const chunking& pl, const T* partials) {
     const index O = w_.rows(), K = w_.cols(), per = K * O + O;
-    if (pl.chunks == 0) {  // an empty batch
+    if (pl.parts == 0) {  // an empty batch
       dw_.setZero();
       if (has_bias_) db_.setZero();
       return;
     }
     if (pl.direct_w) {
       dw_ = Eigen::Map<const matrix<T>>(partials, O, K);
-      for (index b = 1; b < pl.chunks; ++b)
+      for (index b = 1; b < pl.parts; ++b)
         dw_ += Eigen::Map<const matrix<T>>(partials + b * per, O, K);
     } else {
       dw_ = Eigen::Map<const matrix<T>>(partials, K, O).transpose();
-      for (index b = 1; b < pl.chunks; ++b)
+      for (index b = 1; b < pl.parts; ++b)
         dw_ += Eigen::Map<const matrix<T>>(partials + b * per, K, O).transpose();
     }
     if (has_bias_) {
       db_ = Eigen::Map<const matrix<T>>(partials + K * O, O, 1);
-      for (index b = 1; b < pl.chunks; ++b)
+      for (index b = 1; b < pl.parts; ++b)
         db_ += Eigen::Map<const matrix<T>>(partials + b * per + K * O, O, 1);
     }
   }
@@ -448,20 +453,22 @@ class conv2d final : public layer<T> {
                          y.rows(), bias);
   }
 
-  /// One chunk's dW and db partial sums (when `params`) and its columns of dL/dx (when dx is not
+  /// Adds one chunk's dW and db to its part's partial sums (when `params`; zeroed first when
+  /// `first`) and computes its columns of dL/dx (when dx is not
   /// empty). `wt` and `packed` hold W regrouped by phase and packed for dL/dx.
   void backward_chunk(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx, bool params,
-                      index b, const chunking& pl, T* partial, const T* wt, const T* packed) const {
+                      index b, const chunking& pl, T* partial, bool first, const T* wt,
+                      const T* packed) const {
     const index O = w_.rows(), K = w_.cols();
     const index s0 = pl.begin(b), nc = pl.size(b);
     if (params) {
-      std::fill(partial, partial + K * O, T(0));
+      if (first) std::fill(partial, partial + K * O + O, T(0));
       if (has_bias_) {
         const index P = out_.spatial();
         for (index o = 0; o < O; ++o) {
           T sum(0);
           for (index s = s0; s < s0 + nc; ++s) sum += dy.col(s).segment(o * P, P).sum();
-          partial[K * O + o] = sum;
+          partial[K * O + o] += sum;
         }
       }
     }
@@ -606,17 +613,20 @@ class conv2d final : public layer<T> {
 
   /// The filters transformed for F(2x2, 3x3) into u: W itself, or for dL/dx (the transposed
   /// convolution) W mirrored with in and out channels swapped.
-  void winograd_filters(bool transposed, T* u) const {
+  void winograd_filters(bool transposed, T* u, const exec::context& ctx) const {
     const index O = w_.rows(), C = in_.channels;
+    const index out = transposed ? C : O, in = transposed ? O : C;
     const matrix<T>& w = w_;
-    if (transposed)
-      detail::winograd_filters(
-          C, O,
-          [&](index c, index o, index a, index b) { return w(o, c * 9 + (2 - a) * 3 + (2 - b)); },
-          u);
-    else
-      detail::winograd_filters(
-          O, C, [&](index o, index c, index a, index b) { return w(o, c * 9 + a * 3 + b); }, u);
+    auto mirrored = [&](index c, index o, index a, index b) {
+      return w(o, c * 9 + (2 - a) * 3 + (2 - b));
+    };
+    auto plain = [&](index o, index c, index a, index b) { return w(o, c * 9 + a * 3 + b); };
+    detail::parallel_columns(ctx, 16 * in, out, [&](index o0, index o1) {
+      if (transposed)
+        detail::winograd_filters(o0, o1, out, in, mirrored, u);
+      else
+        detail::winograd_filters(o0, o1, out, in, plain, u);
+    });
   }
 
   /// to (channels `out`) = conv(phases at xp, `in` channels) by F(2x2, 3x3), plus bias.
@@ -643,8 +653,8 @@ class conv2d final : public layer<T> {
                      bias);
   }
 
-  /// One chunk's dW partial (O x K, when `params`) and its columns of dL/dx (unless dx is
-  /// empty) by F(2x2, 3x3); u holds the filters transformed for dL/dx.
+  /// Adds one chunk's dW to its part's partial (O x K, when `params`) and computes its columns of
+  /// dL/dx (unless dx is empty) by F(2x2, 3x3); u holds the filters transformed for dL/dx.
   void winograd_backward_chunk(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx,
                                bool params, index s0, index nc, T* partial, const T* u) const {
     const index C = in_.channels, O = w_.rows();
