@@ -62,8 +62,11 @@
 #include "shatter/optim/sgd.hpp"
 #include "shatter/train/evaluate.hpp"
 #include "shatter/train/fit.hpp"
+#include "shatter/train/fit_record.hpp"
 #include "shatter/train/nonfinite.hpp"
+#include "shatter/train/run_directory.hpp"
 #include "shatter/train/shuffle.hpp"
+#include "shatter/train/stop.hpp"
 
 #include "shatter/io/atomic_file.hpp"
 #include "shatter/io/checkpoint.hpp"
