@@ -744,7 +744,7 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
   require<config_error>(static_cast<bool>(sched), "fit: the schedule_for_run is empty");
   const schedule s = sched(run_length{per_epoch, o.epochs, per_epoch * o.epochs});
   std::optional<run_directory> dir;
-  if (!o.run_dir.empty()) dir.emplace(o.run_dir);
+  if (!o.run_dir.empty()) dir.emplace(o.run_dir, /*create=*/!o.resume);
   detail::input_gradient_guard<T> guard{net, net.input_gradient()};
   net.set_input_gradient(false);
   return detail::fit_loop<T, Loss, std::remove_reference_t<Transform>>(

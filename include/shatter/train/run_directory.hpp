@@ -77,11 +77,15 @@ inline bool write_all(int fd, const std::string& s) {
 /// Thread safety: one thread at a time; distinct directories are independent.
 class run_directory {
  public:
-  /// Opens and locks `dir`. Throws run_refused when `dir` (or a parent) is not a directory or
-  /// another process holds the lock (naming its pid and host), data_error when the directory
-  /// or the lock file cannot be created.
-  explicit run_directory(std::string dir) : dir_(std::move(dir)) {
+  /// Opens and locks `dir`, creating it unless `create` is false (then a missing directory is
+  /// refused). Throws run_refused when `dir` (or a parent) is not a directory or another
+  /// process holds the lock (naming its pid and host), data_error when the directory or the
+  /// lock file cannot be created.
+  explicit run_directory(std::string dir, bool create = true) : dir_(std::move(dir)) {
     require<run_refused>(!dir_.empty(), "run directory: the path is empty");
+    struct stat dst {};
+    require<run_refused>(create || ::stat(dir_.c_str(), &dst) == 0, "run directory '", dir_,
+                         "' does not exist");
     detail::make_directories(dir_);
     const std::string lock = file("lock");
     fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
