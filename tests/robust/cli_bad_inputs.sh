@@ -96,7 +96,7 @@ case_ 1 "--data DIR without CIFAR files" $c --data "$tmp/empty" --depth 8 --epoc
 case_ 1 "label byte 12 in data_batch_3.bin" $c --data "$tmp/cifar_badlabel" --depth 8 --out "$tmp/o1"
 case_ 1 "test_batch.bin truncated to 5000 bytes" $c --data "$tmp/cifar_short" --depth 8 --out "$tmp/o2"
 case_ 1 "every pixel 0 (constant channels)" $c --data "$tmp/cifar_const" --depth 8 --out "$tmp/o3"
-case_ 0 "(valid tiny run, writes a checkpoint)" $c --data "$tmp/cifar" --depth 8 --epochs 1 --batch 4 --no-augment --out "$tmp/run"
+case_ 0 "(valid tiny run, --data=DIR, writes a checkpoint)" $c --data="$tmp/cifar" --depth 8 --epochs 1 --batch 4 --no-augment --out "$tmp/run"
 case_ 2 "--resume without a checkpoint" $c --data "$tmp/cifar" --depth 8 --resume --out "$tmp/none"
 case_ 2 "--resume with another --depth" $c --data "$tmp/cifar" --depth 14 --epochs 2 --batch 4 --resume --out "$tmp/run"
 if [ -f "$tmp/run/checkpoint.safetensors" ]; then
@@ -108,6 +108,129 @@ if [ -f "$tmp/run/checkpoint.safetensors" ]; then
   printf 'X' | dd of="$tmp/run_flip/checkpoint.safetensors" bs=1 seek=8 conv=notrunc 2>/dev/null
   case_ 2 "--resume with a corrupted checkpoint header" $c --data "$tmp/cifar" --depth 8 --epochs 2 --batch 4 --resume --out "$tmp/run_flip"
 fi
+# Values that cannot train or make no sense: exit 2, the message naming the option.
+case_ 2 "--epochs 0" $c --data "$tmp/cifar" --depth 8 --epochs 0
+check "the message names --epochs" has "^cifar10: --epochs" err
+case_ 2 "--limit-train 1" $c --data "$tmp/cifar" --depth 8 --limit-train 1
+check "the message names --limit-train" has "^cifar10: --limit-train" err
+case_ 2 "--batch 64 with 10 training images" $c --data "$tmp/cifar" --depth 8 --batch 64 --out "$tmp/o4"
+check "the message names --batch and the data size" has "^cifar10: --batch 64 is larger than the training set (10 images" err
+case_ 2 "--seed -1" $c --data "$tmp/cifar" --seed -1
+check "the message names --seed" has "^cifar10: --seed" err
+case_ 2 "--warmup 1e308" $c --data "$tmp/cifar" --warmup 1e308
+check "the message names --warmup" has "^cifar10: --warmup" err
+case_ 2 "--warmup 3 with --epochs 2 (beyond the run)" $c --data "$tmp/cifar" --epochs 2 --warmup 3
+check "the message names --warmup and --epochs" has "^cifar10: --warmup 3.0 is longer than the run (--epochs 2)" err
+case_ 2 "--lr 1e308" $c --data "$tmp/cifar" --lr 1e308
+check "the message names --lr" has "^cifar10: --lr" err
+case_ 2 "--out ''" $c --data "$tmp/cifar" --out ""
+check "the message names --out" has "^cifar10: --out" err
+case_ 2 "--out naming an existing file" $c --data "$tmp/cifar" --out "$tmp/cifar/test_batch.bin"
+check "the message names --out" has "^cifar10: --out" err
+cp -r "$tmp/cifar" "$tmp/cifar_fifo"
+rm "$tmp/cifar_fifo/test_batch.bin"
+mkfifo "$tmp/cifar_fifo/test_batch.bin"
+case_ 2 "a FIFO as test_batch.bin (must not block)" $c --data "$tmp/cifar_fifo" --depth 8 --out "$tmp/o5"
+check "the message names --data and the FIFO" has "^cifar10: --data: '.*test_batch.bin' is a FIFO" err
+cp -r "$tmp/cifar" "$tmp/cifar_dir"
+rm "$tmp/cifar_dir/data_batch_2.bin"
+mkdir "$tmp/cifar_dir/data_batch_2.bin"
+case_ 2 "a directory as data_batch_2.bin" $c --data "$tmp/cifar_dir" --depth 8 --out "$tmp/o6"
+check "the message says it is a directory" has "data_batch_2.bin' is a directory" err
+mkdir -p "$tmp/ckfifo"
+mkfifo "$tmp/ckfifo/checkpoint.safetensors"
+case_ 2 "a FIFO as the checkpoint, --resume" $c --data "$tmp/cifar" --depth 8 --resume --out "$tmp/ckfifo"
+check "the message names --out and the FIFO" has "^cifar10: --out: .*checkpoint.safetensors' is a FIFO" err
+case_ 2 "a second run on a directory holding a run" $c --data "$tmp/cifar" --depth 8 --epochs 1 --batch 4 --no-augment --out "$tmp/run"
+check "the message says to resume it" has "already holds a run.*resume it" err
+case_ 2 "--resume with another --lr" $c --data "$tmp/cifar" --depth 8 --epochs 1 --batch 4 --no-augment --lr 0.05 --resume --out "$tmp/run"
+check "the message names lr and both values" has "option 'lr' is '0.1' in the checkpoint but '0.05' in this run" err
+md5_run=$(cat "$tmp"/run/checkpoint.safetensors "$tmp"/run/log.jsonl "$tmp"/run/summary.json | md5sum)
+case_ 0 "--resume of a finished run" $c --data "$tmp/cifar" --depth 8 --epochs 1 --batch 4 --no-augment --resume --out "$tmp/run" --json
+check "it says so" has "already finished" err
+check "checkpoint, log and summary unchanged" test "$md5_run" = "$(cat "$tmp"/run/checkpoint.safetensors "$tmp"/run/log.jsonl "$tmp"/run/summary.json | md5sum)"
+check "--json: the last stdout line is the summary" json_is 'j["finished"] and j["epochs_done"] == 1'
+# Checked writes: log.jsonl or summary.json on a full disk (/dev/full).
+if [ -w /dev/full ]; then
+  mkdir -p "$tmp/full1"
+  ln -s /dev/full "$tmp/full1/log.jsonl"
+  case_ 1 "log.jsonl on /dev/full" $c --data "$tmp/cifar" --depth 8 --epochs 1 --batch 4 --no-augment --out "$tmp/full1" --json
+  check "the message names log.jsonl and the OS error" has "error: cannot write '.*full1/log.jsonl': No space left on device" err
+  check "no summary reported" bash -c '! grep -q "final test accuracy" out'
+  check "the checkpoint before it is kept" test -s "$tmp/full1/checkpoint.safetensors"
+  mkdir -p "$tmp/full2"
+  ln -s /dev/full "$tmp/full2/summary.json"
+  case_ 0 "summary.json a link to /dev/full (replaced whole)" $c --data "$tmp/cifar" --depth 8 --epochs 1 --batch 4 --no-augment --out "$tmp/full2"
+  check "summary.json is now a complete JSON file" python3 -c 'import json, os, sys; assert not os.path.islink(sys.argv[1]); json.load(open(sys.argv[1]))' "$tmp/full2/summary.json"
+else
+  echo "| $c | log.jsonl on /dev/full | skipped: /dev/full is not available |"
+fi
+mkdir -p "$tmp/full3/summary.json/x"
+case_ 1 "summary.json cannot be written (a directory)" $c --data "$tmp/cifar" --depth 8 --epochs 1 --batch 4 --no-augment --out "$tmp/full3" --json
+check "the message names summary.json and the OS error" has "error: cannot write '.*full3/summary.json': rename: " err
+check "no summary reported" bash -c '! grep -q "final test accuracy" out'
+# The weight decay that broke a model while exiting 0 is refused (the library's guard is tested
+# in tests/robust/run_dir_test.cpp).
+case_ 2 "--weight-decay 1e30" $c --data "$tmp/cifar" --depth 8 --weight-decay 1e30
+check "the message names --weight-decay" has "^cifar10: --weight-decay" err
+# Run directories under signals: a second run on a locked directory is refused naming the
+# holder; SIGTERM and SIGINT finish the step, checkpoint, say how to resume and exit 143 / 130;
+# resuming after SIGINT ends bitwise equal to an uninterrupted run (--threads 1).
+mkdir -p "$tmp/big"
+for b in 1 2 3 4 5; do fake_cifar "$tmp/big/data_batch_$b.bin" 48; done
+fake_cifar "$tmp/big/test_batch.bin" 16
+cp "$tmp/cifar/batches.meta.txt" "$tmp/big/"
+big=(--data "$tmp/big" --depth 8 --threads 1 --batch 8 --limit-train 192 --seed 3)
+wait_for() {  # <file> [seconds]: until the file is not empty
+  for ((i = 0; i < ${2:-30} * 50; i++)); do [ -s "$1" ] && return 0; sleep 0.02; done
+  return 1
+}
+(cd "$tmp" && exec "$bin/$c" "${big[@]}" --epochs 1000 --out "$tmp/locked" >"$tmp/lock_out" 2>"$tmp/lock_err") &
+holder=$!
+if wait_for "$tmp/locked/lock"; then
+  kill -STOP $holder
+  case_ 2 "a second run on a locked --out" $c "${big[@]}" --epochs 1000 --out "$tmp/locked"
+  check "the message names the holder's pid" has "in use by another run (pid $holder on host" err
+  kill -CONT $holder
+  wait_for "$tmp/locked/log.jsonl"
+  kill -TERM $holder
+fi
+wait $holder
+rc=$?
+total=$((total + 1))
+if [ $rc -eq 143 ] && grep -q "stopped by SIGTERM after step" "$tmp/lock_err"; then
+  echo "| $c | SIGTERM during a run | exit 143: $(grep -m1 'stopped by' "$tmp/lock_err" | sed "s#$tmp#TMP#g") |"
+else
+  echo "| $c | SIGTERM during a run | exit $rc, EXPECTED 143 |"
+  fails=$((fails + 1))
+fi
+case_ 0 "(uninterrupted reference run, 4 epochs)" $c "${big[@]}" --epochs 4 --out "$tmp/ref"
+(cd "$tmp" && exec "$bin/$c" "${big[@]}" --epochs 4 --out "$tmp/int" >"$tmp/int_out" 2>"$tmp/int_err") &
+pid=$!
+wait_for "$tmp/int/log.jsonl" && kill -INT $pid
+wait $pid
+rc=$?
+total=$((total + 1))
+if [ $rc -eq 130 ] && grep -q "resume with: .* --resume" "$tmp/int_err"; then
+  echo "| $c | SIGINT after the first epoch | exit 130: $(grep -m1 'stopped by' "$tmp/int_err" | sed "s#$tmp#TMP#g") |"
+else
+  echo "| $c | SIGINT after the first epoch | exit $rc, EXPECTED 130 and the resume command |"
+  fails=$((fails + 1))
+fi
+case_ 0 "--resume after SIGINT" $c "${big[@]}" --epochs 4 --out "$tmp/int" --resume
+check "final tensors bitwise equal to the uninterrupted run, same log" python3 - "$tmp/ref" "$tmp/int" <<'PY'
+import json, struct, sys
+def tensors(d):
+    b = open(d + "/checkpoint.safetensors", "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    return b[8 + n:]
+def log(d):
+    drop = ("seconds", "train_images_per_second")
+    return [{k: v for k, v in json.loads(l).items() if k not in drop} for l in open(d + "/log.jsonl")]
+a, b = sys.argv[1], sys.argv[2]
+assert tensors(a) == tensors(b)
+assert log(a) == log(b) and len(log(a)) == 4
+PY
 s="shattering"
 case_ 2 "unknown option --bogus" $s --bogus
 case_ 2 "--points 3 (< 8)" $s --points 3
@@ -221,7 +344,40 @@ else
   echo "| $s | --threads 200 under ulimit -u 64 | skipped: needs root to run as an unprivileged user |"
 fi
 q="quickstart"
-case_ 1 "data directory without Fashion-MNIST" $q "$tmp/empty"
+# A tiny Fashion-MNIST in the IDX format: 160 training and 20 test images.
+mkdir -p "$tmp/fmnist"
+python3 - "$tmp/fmnist" <<'PY'
+import os, struct, sys
+d = sys.argv[1]
+for name, n in (("train", 160), ("t10k", 20)):
+    with open(f"{d}/{name}-images-idx3-ubyte", "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + os.urandom(n * 784))
+    with open(f"{d}/{name}-labels-idx1-ubyte", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + bytes(i % 10 for i in range(n)))
+PY
+case_ 1 "data directory without Fashion-MNIST" $q --data "$tmp/empty" --out "$tmp/q0"
+check "the message names the missing file" has "error: .*train-images-idx3-ubyte" err
+case_ 0 "--help" $q --help
+check "--help: the options on stdout" has "\\-\\-epochs" out
+case_ 2 "a positional argument (flags only)" $q "$tmp/fmnist"
+case_ 2 "--epochs abc" $q --data "$tmp/fmnist" --epochs abc
+check "the message names --epochs" has "^quickstart: --epochs" err
+case_ 2 "--epochs 0" $q --data "$tmp/fmnist" --epochs 0
+case_ 2 "--seed -1" $q --data "$tmp/fmnist" --seed -1
+case_ 2 "--lr 1e308" $q --data "$tmp/fmnist" --lr 1e308
+case_ 2 "--out ''" $q --data "$tmp/fmnist" --out ""
+case_ 2 "--limit-train 100 (smaller than a batch of 128)" $q --data "$tmp/fmnist" --limit-train 100
+check "the message names --limit-train" has "^quickstart: --limit-train" err
+cp -r "$tmp/fmnist" "$tmp/fmnist_fifo"
+rm "$tmp/fmnist_fifo/t10k-labels-idx1-ubyte"
+mkfifo "$tmp/fmnist_fifo/t10k-labels-idx1-ubyte"
+case_ 2 "a FIFO as t10k-labels-idx1-ubyte (must not block)" $q --data "$tmp/fmnist_fifo" --out "$tmp/q1"
+check "the message names --data and the FIFO" has "^quickstart: --data: .* is a FIFO" err
+case_ 0 "(tiny run, --k=v, --json)" $q --data="$tmp/fmnist" --epochs=2 --threads=1 --out="$tmp/q2" --json
+check "--json: the last stdout line is JSON with 2 epochs" json_is 'j["epochs"] == 2'
+check "progress on stderr, not stdout" bash -c '! grep -q "done:" out && grep -q "epoch 2/2 done" err'
+check "log.jsonl: one valid JSON line per epoch" python3 -c 'import json, sys; assert len([json.loads(l) for l in open(sys.argv[1])]) == 2' "$tmp/q2/log.jsonl"
+case_ 2 "a second fresh run on the same --out" $q --data "$tmp/fmnist" --epochs 2 --threads 1 --out "$tmp/q2"
 echo
 if [ "$fails" -eq 0 ]; then
   echo "cli bad inputs: all $total cases gave the expected exit code"
