@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "../io/temp_dir.hpp"
 #include "shatter/shatter.hpp"
 
 TEST_CASE("README: a looks-linear network is linear at initialisation") {
@@ -49,23 +50,27 @@ TEST_CASE("README: build, train, check") {
 
   shatter::softmax_cross_entropy<float> loss;
   shatter::sgd<float> opt(net.parameters(), {/*lr=*/0.01, /*momentum=*/0.9});
+  shatter::test::temp_dir run;
   shatter::fit_options o;
   o.epochs = 2;
   std::ostringstream progress;
   o.progress = &progress;
-  auto result = shatter::fit(net, loss, opt, shatter::schedule::cosine(0.01, 1000).with_warmup(100),
-                             train, test, o);
-  const std::string path = "readme_test_run.safetensors";
-  shatter::save_checkpoint(path, net, opt, rng, /*epoch=*/2, /*step=*/opt.steps());
+  o.run_dir = run.path();          // lock, checkpoint.safetensors after every epoch, log.jsonl
+  o.stop = &shatter::stop_signal;  // with handle_stop_signals(): Ctrl-C checkpoints and returns
+  auto cosine = [](const shatter::run_length& r) {  // a schedule relative to the run's length
+    return shatter::schedule::cosine(0.01, r.total_steps).with_warmup(r.steps_per_epoch / 10);
+  };
+  auto result = shatter::fit(net, loss, opt, cosine, train, test, o);
   // --- end ---
-  // Train on at a constant rate to check that the whole thing learns.
+  CHECK(result.record.finished);
+  shatter::sequential<float> copy = net;
+  const auto info = shatter::load_checkpoint(run.file("checkpoint.safetensors"), copy, opt, rng);
+  CHECK(info.epoch == 2);
+  // Train on at a constant rate (no run directory) to check that the whole thing learns.
+  o.run_dir.clear();
   o.epochs = 3;
   result = shatter::fit(net, loss, opt, shatter::schedule::constant(0.01), train, test, o);
   CHECK(result.epochs.back().test.accuracy > 0.9);
-  shatter::sequential<float> copy = net;
-  const auto info = shatter::load_checkpoint(path, copy, opt, rng);
-  CHECK(info.epoch == 2);
-  std::remove(path.c_str());
 }
 
 TEST_CASE("README: plans") {
