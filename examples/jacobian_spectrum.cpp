@@ -261,18 +261,6 @@ config parse_args(int argc, char** argv) {
   return c;
 }
 
-/// Whether a PNG was written whole: the signature at the start, the IEND chunk at the end (gnuplot
-/// exits 0 on a full disk).
-bool png_complete(const fs::path& p) {
-  if (!program::nonempty_file(p)) return false;
-  std::ifstream f(p, std::ios::binary);
-  std::string head(8, '\0'), tail(8, '\0');
-  if (!f.read(&head[0], 8)) return false;
-  f.seekg(-8, std::ios::end);
-  if (!f.read(&tail[0], 8)) return false;
-  return head == "\x89PNG\r\n\x1a\n" && tail == std::string("IEND\xae\x42\x60\x82", 8);
-}
-
 /// Runs gnuplot on jacobian_spectrum.gp in the output folder (no shell) and checks the PNG.
 /// Returns a note when gnuplot is not installed; throws io_error when it fails.
 std::string make_plot(const fs::path& dir) {
@@ -291,7 +279,7 @@ std::string make_plot(const fs::path& dir) {
   if (!st.ok())
     throw program::io_error("gnuplot jacobian_spectrum.gp in '" + dir.string() + "' failed (" +
                             st.describe() + "); the CSV files and the script are there");
-  if (!png_complete(png))
+  if (!program::png_complete(png))
     throw program::io_error("gnuplot exited 0 but did not write '" + png.string() +
                             "' completely (missing, empty or cut short: disk full?)");
   return "";

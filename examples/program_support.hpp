@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <limits>
@@ -372,6 +373,18 @@ inline void write_file(const fs::path& path, std::string_view text) {
 inline bool nonempty_file(const fs::path& path) {
   std::error_code ec;
   return fs::is_regular_file(path, ec) && fs::file_size(path, ec) > 0 && !ec;
+}
+
+/// Whether a PNG was written whole: the signature at the start, the IEND chunk at the end
+/// (gnuplot exits 0 after writing a truncated PNG on a full disk).
+inline bool png_complete(const fs::path& p) {
+  if (!nonempty_file(p)) return false;
+  std::ifstream f(p, std::ios::binary);
+  std::string head(8, '\0'), tail(8, '\0');
+  if (!f.read(&head[0], 8)) return false;
+  f.seekg(-8, std::ios::end);
+  if (!f.read(&tail[0], 8)) return false;
+  return head == "\x89PNG\r\n\x1a\n" && tail == std::string("IEND\xae\x42\x60\x82", 8);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -763,17 +763,6 @@ std::vector<std::string> write_plot_script(const config& c, const figure_plan& f
   return pngs;
 }
 
-/// Whether a PNG was written whole: the signature at the start, the IEND chunk at the end.
-bool png_complete(const fs::path& p) {
-  if (!program::nonempty_file(p)) return false;
-  std::ifstream f(p, std::ios::binary);
-  std::string head(8, '\0'), tail(8, '\0');
-  if (!f.read(&head[0], 8)) return false;
-  f.seekg(-8, std::ios::end);
-  if (!f.read(&tail[0], 8)) return false;
-  return head == "\x89PNG\r\n\x1a\n" && tail == std::string("IEND\xae\x42\x60\x82", 8);
-}
-
 /// Runs gnuplot on plots.gp in the output folder (no shell) and checks every PNG it must make.
 /// Returns the PNGs made, or a note when gnuplot is not installed; throws io_error when gnuplot
 /// fails or a PNG is missing or cut short.
@@ -799,7 +788,7 @@ std::vector<std::string> make_plots(const outputs& out, const std::vector<std::s
     throw program::io_error("gnuplot plots.gp in '" + out.dir.string() + "' failed (" +
                             st.describe() + "); the CSV files and plots.gp are there");
   for (const auto& p : pngs)
-    if (!png_complete(out.dir / p))
+    if (!program::png_complete(out.dir / p))
       throw program::io_error("gnuplot exited 0 but did not write '" + (out.dir / p).string() +
                               "' completely (missing, empty or cut short: disk full?)");
   return pngs;

@@ -3,6 +3,8 @@
 // killed with SIGKILL in the middle of a write; a non-finite stop keeps the last good checkpoint.
 #include <catch2/catch.hpp>
 
+#include "../support/blobs.hpp"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,21 +29,7 @@ using namespace shatter;
 
 namespace {
 
-/// n samples of 3 Gaussian blobs in d dimensions, labels 0..2.
-dataset<double> blobs(shatter::index d, shatter::index n, std::uint64_t seed) {
-  rng g(seed);
-  matrix<double> centres(d, 3);
-  for (shatter::index i = 0; i < centres.size(); ++i) centres(i) = 1.5 * g.normal();
-  dataset<double> ds;
-  ds.classes = 3;
-  ds.x.resize(d, n);
-  for (shatter::index j = 0; j < n; ++j) {
-    const auto c = static_cast<std::int32_t>(g.below(3));
-    ds.labels.push_back(c);
-    for (shatter::index i = 0; i < d; ++i) ds.x(i, j) = centres(i, c) + 0.7 * g.normal();
-  }
-  return ds;
-}
+using test::blobs;
 
 constexpr std::int64_t total_steps = 28;  // 4 epochs of 7 batches
 

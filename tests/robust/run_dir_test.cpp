@@ -4,6 +4,8 @@
 // checked writes.
 #include <catch2/catch.hpp>
 
+#include "../support/blobs.hpp"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -28,21 +30,7 @@ using namespace shatter;
 
 namespace {
 
-/// n samples of 3 Gaussian blobs in d dimensions, labels 0..2.
-dataset<double> blobs(shatter::index d, shatter::index n, std::uint64_t seed) {
-  rng g(seed);
-  matrix<double> centres(d, 3);
-  for (shatter::index i = 0; i < centres.size(); ++i) centres(i) = 1.5 * g.normal();
-  dataset<double> ds;
-  ds.classes = 3;
-  ds.x.resize(d, n);
-  for (shatter::index j = 0; j < n; ++j) {
-    const auto c = static_cast<std::int32_t>(g.below(3));
-    ds.labels.push_back(c);
-    for (shatter::index i = 0; i < d; ++i) ds.x(i, j) = centres(i, c) + 0.7 * g.normal();
-  }
-  return ds;
-}
+using test::blobs;
 
 /// A small batch-norm MLP trained with SGD (momentum, weight decay) for 4 epochs of 7 batches
 /// in a run directory; `init_seed` changes the initial weights.
