@@ -1,6 +1,7 @@
 // Training never loses work: N steps straight and N/2 + checkpoint + N/2 in fresh objects give
 // bitwise identical networks (single thread), also when the process writing checkpoints was
-// killed with SIGKILL in the middle of a write (caught there by SIGSTOP); a non-finite stop keeps the last good checkpoint.
+// killed with SIGKILL in the middle of a write (caught there by SIGSTOP); a non-finite stop
+// keeps the last good checkpoint.
 #include <catch2/catch.hpp>
 
 #include "../support/blobs.hpp"
