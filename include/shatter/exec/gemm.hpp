@@ -280,16 +280,24 @@ void offset_gemm_tn(index m, index n, index k, const T* a, const index* offset, 
   constexpr int kr = 12;
 #endif
   index j0 = 0;
-  for (; j0 + 2 * ps <= n; j0 += 2 * ps) {
+  for (; j0 + 2 * ps <= n; j0 += 2 * ps) {  // two packets of columns: rows in kr / 2, 8, 4
     index k0 = 0;
     for (; k0 + kr / 2 <= k; k0 += kr / 2)
       offset_gemm_tn_tile<kr / 2, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
+    if constexpr (kr >= 24)  // 16 accumulators fit 32 registers
+      for (; k0 + 8 <= k; k0 += 8)
+        offset_gemm_tn_tile<8, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
+    for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
     for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
   }
-  for (; j0 < n; j0 += ps) {
+  for (; j0 < n; j0 += ps) {  // one packet: rows in kr, 16, 8, 4
     index k0 = 0;
     for (; k0 + kr <= k; k0 += kr)
       offset_gemm_tn_tile<kr, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
+    if constexpr (kr >= 24)
+      for (; k0 + 16 <= k; k0 += 16)
+        offset_gemm_tn_tile<16, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
+    for (; k0 + 8 <= k; k0 += 8) offset_gemm_tn_tile<8, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
     for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
     for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
   }
