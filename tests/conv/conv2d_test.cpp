@@ -205,45 +205,50 @@ TEST_CASE("conv2d by Winograd's F(2x2, 3x3) agrees with the direct products") {
   CHECK_FALSE(conv2d<float>({3, 32, 32}, 16, 3, 1, 1, false).uses_winograd());   // 3 channels
   CHECK_FALSE(conv2d<float>({32, 32, 32}, 32, 3, 2, 1, false).uses_winograd());  // stride 2
   CHECK_FALSE(conv2d<float>({16, 9, 11}, 32, 3, 1, 1, false).uses_winograd());   // odd sides
+  // Winograd in small chunks (one image each), the direct products, and Winograd in one chunk
+  // of several blocks of tiles (the 24 x 24 images: 12 x 13 tiles each).
   for (const auto& cc :
        {conv_case{{8, 6, 8}, 8, 3, 1, 1, true}, conv_case{{16, 10, 4}, 32, 3, 1, 1, true},
-        conv_case{{32, 8, 8}, 16, 3, 1, 1, false}}) {
+        conv_case{{32, 8, 8}, 16, 3, 1, 1, false}, conv_case{{8, 24, 24}, 16, 3, 1, 1, true}}) {
     conv2d<double> c(cc.in, cc.out, cc.k, cc.stride, cc.pad, cc.bias);
     randomise(c, g);
     REQUIRE(c.uses_winograd());
     const matrix<double> x = matrix<double>::Random(cc.in.size(), 7);
     const matrix<double> dy = matrix<double>::Random(c.output_shape().size(), 7);
-    matrix<double> y[2], dx[2], dw[2], db[2];
-    for (int direct : {0, 1}) {
-      conv2d<double>::set_winograd(direct == 0);
-      conv2d<double>::set_chunk_elements(direct == 0 ? 5000 : Eigen::Index(1) << 20);
-      y[direct] = c.forward(x, mode::train);
-      dx[direct] = c.backward(dy);
-      dw[direct] = c.weight_grad();
-      if (cc.bias) db[direct] = c.bias_grad();
+    matrix<double> y[3], dx[3], dw[3], db[3];
+    for (int run : {0, 1, 2}) {
+      conv2d<double>::set_winograd(run != 1);
+      conv2d<double>::set_chunk_elements(run == 0 ? 5000 : Eigen::Index(1) << 20);
+      y[run] = c.forward(x, mode::train);
+      dx[run] = c.backward(dy);
+      dw[run] = c.weight_grad();
+      if (cc.bias) db[run] = c.bias_grad();
     }
     conv2d<double>::set_winograd(true);
     conv2d<double>::set_chunk_elements(Eigen::Index(1) << 20);
     INFO(c.describe());
     CHECK((y[0] - naive_conv(c, x)).cwiseAbs().maxCoeff() < 1e-12);
-    CHECK((y[0] - y[1]).cwiseAbs().maxCoeff() < 1e-12);
-    CHECK((dx[0] - dx[1]).cwiseAbs().maxCoeff() < 1e-12);
-    CHECK((dw[0] - dw[1]).cwiseAbs().maxCoeff() < 1e-11);
-    if (cc.bias) CHECK((db[0] - db[1]).cwiseAbs().maxCoeff() < 1e-11);
+    for (int run : {0, 2}) {
+      INFO((run == 0 ? "small chunks" : "one chunk"));
+      CHECK((y[run] - y[1]).cwiseAbs().maxCoeff() < 1e-12);
+      CHECK((dx[run] - dx[1]).cwiseAbs().maxCoeff() < 1e-12);
+      CHECK((dw[run] - dw[1]).cwiseAbs().maxCoeff() < 1e-11);
+      if (cc.bias) CHECK((db[run] - db[1]).cwiseAbs().maxCoeff() < 1e-11);
+    }
   }
 }
 
 TEST_CASE("conv2d by Winograd in float stays within float rounding of double") {
   rng g(18);
   for (Eigen::Index out : {8, 16, 32}) {  // dL/dW by both of its kernels (channels per packet)
-    conv2d<double> cd({16, 8, 10}, out, 3, 1, 1, true);
+    conv2d<double> cd({16, 24, 20}, out, 3, 1, 1, true);  // 12 x 11 tiles: several blocks
     randomise(cd, g);
-    conv2d<float> cf({16, 8, 10}, out, 3, 1, 1, true);
+    conv2d<float> cf({16, 24, 20}, out, 3, 1, 1, true);
     REQUIRE(cf.uses_winograd());
     cf.weight() = cd.weight().cast<float>();
     cf.bias() = cd.bias().cast<float>();
-    const matrix<double> x = matrix<double>::Random(16 * 80, 5);
-    const matrix<double> dy = matrix<double>::Random(out * 80, 5);
+    const matrix<double> x = matrix<double>::Random(16 * 480, 5);
+    const matrix<double> dy = matrix<double>::Random(out * 480, 5);
     const matrix<float> xf = x.cast<float>();
     const matrix<double> y = cd.forward(x, mode::train);
     const matrix<double> dx = cd.backward(dy);

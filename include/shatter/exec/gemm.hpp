@@ -240,7 +240,7 @@ void offset_gemm(index m, index n, index k, const T* a, const index* offset, con
 /// One register tile of offset_gemm_tn: rows [k0, k0 + KR) of C^T, NP packets of columns.
 template <int KR, int NP, class T>
 void offset_gemm_tn_tile(index m, index n, index k0, index j0, const T* a, const index* offset,
-                         const T* bt, T* ct, index ldct) {
+                         const T* bt, T* ct, index ldct, bool accumulate) {
   namespace ei = Eigen::internal;
   using packet = typename ei::packet_traits<T>::type;
   constexpr index ps = ei::packet_traits<T>::size;
@@ -248,7 +248,9 @@ void offset_gemm_tn_tile(index m, index n, index k0, index j0, const T* a, const
   packet acc[KR][NP];
   for (int r = 0; r < KR; ++r) {
     ak[r] = a + offset[k0 + r];
-    for (int q = 0; q < NP; ++q) acc[r][q] = ei::pset1<packet>(T(0));
+    for (int q = 0; q < NP; ++q)
+      acc[r][q] = accumulate ? ei::ploadu<packet>(ct + (k0 + r) * ldct + j0 + q * ps)
+                             : ei::pset1<packet>(T(0));
   }
   const T* bi = bt + j0;
   for (index i = 0; i < m; ++i, bi += n) {
@@ -263,7 +265,8 @@ void offset_gemm_tn_tile(index m, index n, index k0, index j0, const T* a, const
     for (int q = 0; q < NP; ++q) ei::pstoreu(ct + (k0 + r) * ldct + j0 + q * ps, acc[r][q]);
 }
 
-/// C^T = B^T A (overwritten), i.e. C = A^T B, for the m x k offset matrix A(i, kk) =
+/// C^T = B^T A (overwritten, or added to C^T when `accumulate`), i.e. C = A^T B, for the m x k
+/// offset matrix A(i, kk) =
 /// a[i + offset[kk]] and B given transposed: bt row-major m x n (bt[i n + j]). The result is
 /// C^T, n x k column-major with leading dimension ldct (ct[kk ldct + j]): a convolution's weight
 /// gradient dW (out x in k k) as the sum over positions i of dL/dy(i, :) times the unfolded input
@@ -272,7 +275,7 @@ void offset_gemm_tn_tile(index m, index n, index k0, index j0, const T* a, const
 /// Preconditions: n % (SIMD packet size of T) == 0.
 template <class T>
 void offset_gemm_tn(index m, index n, index k, const T* a, const index* offset, const T* bt, T* ct,
-                    index ldct) {
+                    index ldct, bool accumulate = false) {
   constexpr index ps = Eigen::internal::packet_traits<T>::size;
 #ifdef EIGEN_VECTORIZE_AVX512
   constexpr int kr = 24;
@@ -283,23 +286,23 @@ void offset_gemm_tn(index m, index n, index k, const T* a, const index* offset, 
   for (; j0 + 2 * ps <= n; j0 += 2 * ps) {  // two packets of columns: rows in kr / 2, 8, 4
     index k0 = 0;
     for (; k0 + kr / 2 <= k; k0 += kr / 2)
-      offset_gemm_tn_tile<kr / 2, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
+      offset_gemm_tn_tile<kr / 2, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
     if constexpr (kr >= 24)  // 16 accumulators fit 32 registers
       for (; k0 + 8 <= k; k0 += 8)
-        offset_gemm_tn_tile<8, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
-    for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
-    for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 2>(m, n, k0, j0, a, offset, bt, ct, ldct);
+        offset_gemm_tn_tile<8, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
   }
   for (; j0 < n; j0 += ps) {  // one packet: rows in kr, 16, 8, 4
     index k0 = 0;
     for (; k0 + kr <= k; k0 += kr)
-      offset_gemm_tn_tile<kr, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
+      offset_gemm_tn_tile<kr, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
     if constexpr (kr >= 24)
       for (; k0 + 16 <= k; k0 += 16)
-        offset_gemm_tn_tile<16, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
-    for (; k0 + 8 <= k; k0 += 8) offset_gemm_tn_tile<8, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
-    for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
-    for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 1>(m, n, k0, j0, a, offset, bt, ct, ldct);
+        offset_gemm_tn_tile<16, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 + 8 <= k; k0 += 8) offset_gemm_tn_tile<8, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
   }
 }
 
@@ -321,7 +324,7 @@ auto packet_sum(const Packet& p) {
 /// One register tile of offset_gemm_dot: outputs (j0 .. j0 + NB) x (k0 .. k0 + KB).
 template <int NB, int KB, class T>
 void offset_gemm_dot_tile(index m, index j0, index k0, const T* a, const index* offset, const T* b,
-                          index ldb, T* c, index ldc) {
+                          index ldb, T* c, index ldc, bool accumulate) {
   namespace ei = Eigen::internal;
   using packet = typename ei::packet_traits<T>::type;
   constexpr index ps = ei::packet_traits<T>::size;
@@ -345,31 +348,33 @@ void offset_gemm_dot_tile(index m, index j0, index k0, const T* a, const index* 
     for (int r = 0; r < KB; ++r) {
       T sum = packet_sum(acc[q][r]);
       for (index i = whole; i < m; ++i) sum += bj[q][i] * ak[r][i];
-      c[(k0 + r) * ldc + j0 + q] = sum;
+      T& out = c[(k0 + r) * ldc + j0 + q];
+      out = accumulate ? out + sum : sum;
     }
 }
 
-/// C = B^T A (overwritten) for the m x k offset matrix A(i, kk) = a[i + offset[kk]] and B m x n
+/// C = B^T A (overwritten, or added to C when `accumulate`) for the m x k offset matrix
+/// A(i, kk) = a[i + offset[kk]] and B m x n
 /// column-major with leading dimension ldb; C is n x k column-major with leading dimension ldc.
 /// Dot products along i, a packet of rows at a time, in register tiles of 4 x 6 outputs summed
 /// across the packet at the end: for any n, with both operands read in place (a weight
 /// gradient from its padded operands). Reads exactly rows [0, m).
 template <class T>
 void offset_gemm_dot(index m, index n, index k, const T* a, const index* offset, const T* b,
-                     index ldb, T* c, index ldc) {
+                     index ldb, T* c, index ldc, bool accumulate = false) {
   constexpr int nb = 4, kb = 6;
   index j0 = 0;
   for (; j0 + nb <= n; j0 += nb) {
     index k0 = 0;
     for (; k0 + kb <= k; k0 += kb)
-      offset_gemm_dot_tile<nb, kb>(m, j0, k0, a, offset, b, ldb, c, ldc);
-    for (; k0 < k; ++k0) offset_gemm_dot_tile<nb, 1>(m, j0, k0, a, offset, b, ldb, c, ldc);
+      offset_gemm_dot_tile<nb, kb>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
+    for (; k0 < k; ++k0) offset_gemm_dot_tile<nb, 1>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
   }
   for (; j0 < n; ++j0) {
     index k0 = 0;
     for (; k0 + kb <= k; k0 += kb)
-      offset_gemm_dot_tile<1, kb>(m, j0, k0, a, offset, b, ldb, c, ldc);
-    for (; k0 < k; ++k0) offset_gemm_dot_tile<1, 1>(m, j0, k0, a, offset, b, ldb, c, ldc);
+      offset_gemm_dot_tile<1, kb>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
+    for (; k0 < k; ++k0) offset_gemm_dot_tile<1, 1>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
   }
 }
 

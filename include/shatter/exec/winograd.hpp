@@ -155,11 +155,13 @@ void winograd_unphase(const T* y, index ldy, index yp, const strip& g, index s0,
     }
 }
 
-/// V_xi = B^T d B for every tile t in [0, g.M) rounded up to a packet and each of `channels`
-/// channels whose phases pad_images (stride 2) wrote to xp (channel length g.L): V_xi(t, c) at
-/// v[xi vp + c ldv + t]. Reads up to g.R + 1 + a packet past the last channel's phases.
+/// V_xi = B^T d B for the tiles t in [t0, t1) rounded up to a packet (t0 a whole number of
+/// packets) and each of `channels` channels whose phases winograd_phases wrote to xp (channel
+/// length g.L): V_xi(t, c) at v[xi vp + c ldv + t - t0]. Reads up to g.R + 1 + a packet past
+/// the last channel's phases.
 template <class T>
-void winograd_inputs(const strip& g, index channels, const T* xp, T* v, index ldv, index vp) {
+void winograd_inputs(const strip& g, index channels, const T* xp, index t0, index t1, T* v,
+                     index ldv, index vp) {
   namespace ei = Eigen::internal;
   using packet = typename ei::packet_traits<T>::type;
   constexpr index ps = ei::packet_traits<T>::size;
@@ -171,7 +173,7 @@ void winograd_inputs(const strip& g, index channels, const T* xp, T* v, index ld
   for (index c = 0; c < channels; ++c) {
     const T* x = xp + 4 * c * g.L;
     T* vc = v + c * ldv;
-    for (index t = 0; t < g.M; t += ps) {
+    for (index t = t0; t < t1; t += ps) {
       packet e[4][4];
       for (int j = 0; j < 4; ++j) {  // B^T d, down the columns of the tile
         const packet d0 = ei::ploadu<packet>(x + shift[0][j] + t),
@@ -184,7 +186,7 @@ void winograd_inputs(const strip& g, index channels, const T* xp, T* v, index ld
         e[3][j] = ei::psub(d1, d3);
       }
       for (int a = 0; a < 4; ++a) {  // (B^T d) B, along the rows
-        T* va = vc + 4 * a * vp + t;
+        T* va = vc + 4 * a * vp + (t - t0);
         ei::pstoreu(va, ei::psub(e[a][0], e[a][2]));
         ei::pstoreu(va + vp, ei::padd(e[a][1], e[a][2]));
         ei::pstoreu(va + 2 * vp, ei::psub(e[a][2], e[a][1]));
@@ -195,10 +197,11 @@ void winograd_inputs(const strip& g, index channels, const T* xp, T* v, index ld
 }
 
 /// Y = A^T M A for every tile t in [0, m) rounded up to a packet and each of `out` channels:
-/// M_xi(t, o) at mm[xi mp + o ldm + t], the 2 x 2 outputs Y_ab(t, o) at y[(2 a + b) yp + o ldm
+/// M_xi(t, o) at mm[xi mp + o ldm + t], the 2 x 2 outputs Y_ab(t, o) at y[(2 a + b) yp + o ldy
 /// + t] (the output's phases in the strip layout).
 template <class T>
-void winograd_outputs(index m, index out, const T* mm, index ldm, index mp, T* y, index yp) {
+void winograd_outputs(index m, index out, const T* mm, index ldm, index mp, T* y, index ldy,
+                      index yp) {
   namespace ei = Eigen::internal;
   using packet = typename ei::packet_traits<T>::type;
   constexpr index ps = ei::packet_traits<T>::size;
@@ -213,7 +216,7 @@ void winograd_outputs(index m, index out, const T* mm, index ldm, index mp, T* y
         r[0][j] = ei::padd(ei::padd(q0, q1), q2);
         r[1][j] = ei::psub(ei::psub(q1, q2), q3);
       }
-      T* yo = y + o * ldm + t;
+      T* yo = y + o * ldy + t;
       for (int a = 0; a < 2; ++a) {  // (A^T M) A, along the rows
         ei::pstoreu(yo + 2 * a * yp, ei::padd(ei::padd(r[a][0], r[a][1]), r[a][2]));
         ei::pstoreu(yo + (2 * a + 1) * yp, ei::psub(ei::psub(r[a][1], r[a][2]), r[a][3]));
@@ -221,17 +224,19 @@ void winograd_outputs(index m, index out, const T* mm, index ldm, index mp, T* y
     }
 }
 
-/// dM = A dY A^T for every tile t in [0, g.M) rounded up to a packet and each of `out`
-/// channels of dL/dy, whose phases pad_images (stride 2) wrote to dyp: dM_xi(t, o) at
-/// dm[xi mp + o ldm + t]. The zero columns of the layout give the extra tiles dM = 0.
+/// dM = A dY A^T for the tiles t in [t0, t1) rounded up to a packet (t0 a whole number of
+/// packets) and each of `out` channels of dL/dy, whose phases winograd_phases wrote to dyp:
+/// dM_xi(t, o) at dm[xi mp + o ldm + t - t0]. The zero columns of the layout give the extra
+/// tiles dM = 0.
 template <class T>
-void winograd_output_grads(const strip& g, index out, const T* dyp, T* dm, index ldm, index mp) {
+void winograd_output_grads(const strip& g, index out, const T* dyp, index t0, index t1, T* dm,
+                           index ldm, index mp) {
   namespace ei = Eigen::internal;
   using packet = typename ei::packet_traits<T>::type;
   constexpr index ps = ei::packet_traits<T>::size;
   for (index o = 0; o < out; ++o) {
     const T* y = dyp + 4 * o * g.L + g.front;
-    for (index t = 0; t < g.M; t += ps) {
+    for (index t = t0; t < t1; t += ps) {
       packet c[4][2];  // A dY: rows i from the two output rows a
       for (int b = 0; b < 2; ++b) {
         const packet y0 = ei::ploadu<packet>(y + b * g.L + t),
@@ -241,7 +246,7 @@ void winograd_output_grads(const strip& g, index out, const T* dyp, T* dm, index
         c[2][b] = ei::psub(y0, y1);
         c[3][b] = ei::pnegate(y1);
       }
-      T* d = dm + o * ldm + t;
+      T* d = dm + o * ldm + (t - t0);
       for (int i = 0; i < 4; ++i) {  // (A dY) A^T: columns j from the two output columns b
         ei::pstoreu(d + 4 * i * mp, c[i][0]);
         ei::pstoreu(d + (4 * i + 1) * mp, ei::padd(c[i][0], c[i][1]));

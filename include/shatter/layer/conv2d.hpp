@@ -193,6 +193,8 @@ class conv2d final : public layer<T> {
     static index n = index(1) << 18;
     return n;
   }
+  /// Scalars of the transformed inputs and products of one block of tiles (512 KiB of floats).
+  static index winograd_block_scalars() { return index(1) << 17; }
   static bool& winograd_enabled() {
     static bool on = true;
     return on;
@@ -579,25 +581,34 @@ class conv2d final : public layer<T> {
     return detail::strip(nc, in_.height / 2, in_.width / 2, 1);
   }
   /// Where a chunk's F(2x2, 3x3) buffers sit in its scratch (scalars of T, 64-byte lines): the
-  /// phases of x and of dL/dy (each with a zeroed margin that the input transform reads), the
-  /// transformed inputs V (16 planes vp apart, rows ldv apart), the products M (16 planes mp
-  /// apart, rows ldm apart), the output phases Y (4 planes), the transformed filter gradient
-  /// dU and the row offsets. Planes are an odd number of lines apart, so that the 16 streams a
-  /// transform writes do not share their 4 KiB page offsets (which stalls the stores).
+  /// phases of x and of dL/dy (each with a zeroed margin that the input transform reads), then
+  /// for one block of `bt` tiles the transformed inputs V (16 planes vp apart, rows ldb apart),
+  /// the products M and M transposed (16 planes mp apart), then the output phases Y of the whole
+  /// chunk (4 planes yp apart, rows ldy apart), the transformed filter gradient dU and the row
+  /// offsets. Tiles go through the transforms and products a block at a time, so that V and M
+  /// stay in the core's L2 cache between being written and being read. Planes are an odd number
+  /// of lines apart, so that the 16 streams a transform writes do not share their 4 KiB page
+  /// offsets (which stalls the stores).
   struct winograd_buffers {
-    index ldv, vp, mp, xp, dyp, v, m, mt, y, du, offsets, end, margin;
+    index bt, ldb, vp, mp, ldy, yp, xp, dyp, v, m, mt, y, du, offsets, end, margin;
   };
   winograd_buffers winograd_space_of(index nc) const {
     const index C = in_.channels, O = w_.rows(), P = std::max(C, O);
     const detail::strip g = winograd_strip(nc);
     const index ps = Eigen::internal::packet_traits<T>::size;
+    const index rows = 3 * ps;  // offset_gemm's register tile
     auto staggered = [](index n) {
       return lines(n) / lines(1) % 2 == 0 ? lines(n) + lines(1) : lines(n);
     };
     winograd_buffers b{};
-    b.ldv = lines(g.M + ps);
-    b.vp = staggered(P * b.ldv);
+    // V, M and M^T of a block: about winograd_block_scalars, at least two register tiles
+    const index fit = winograd_block_scalars() / (16 * (C + 2 * O)) / rows * rows;
+    b.bt = std::min(std::max(fit, 2 * rows), (g.M + rows - 1) / rows * rows);
+    b.ldb = lines(b.bt + ps);
+    b.vp = staggered(P * b.ldb);
     b.mp = b.vp;
+    b.ldy = lines(g.M + ps);
+    b.yp = staggered(P * b.ldy);
     b.margin = g.R + 2 + 2 * ps;
     b.xp = 0;
     b.dyp = b.xp + lines(4 * C * g.L + b.margin);
@@ -605,7 +616,7 @@ class conv2d final : public layer<T> {
     b.m = b.v + 16 * b.vp;
     b.mt = b.m + 16 * b.mp;
     b.y = b.mt + 16 * b.mp;
-    b.du = b.y + 4 * b.mp;
+    b.du = b.y + 4 * b.yp;
     b.offsets = b.du + lines(16 * C * O);
     b.end = b.offsets + lines(index_scalars(P));
     return b;
@@ -634,13 +645,16 @@ class conv2d final : public layer<T> {
                         index out, const T* xp, const T* u, index s0, index nc, T* to, index ld,
                         const T* bias) const {
     index* offsets = reinterpret_cast<index*>(ws + sb.offsets);
-    for (index c = 0; c < in; ++c) offsets[c] = c * sb.ldv;
-    detail::winograd_inputs(g, in, xp, ws + sb.v, sb.ldv, sb.vp);
-    for (int xi = 0; xi < 16; ++xi)
-      detail::offset_gemm(g.M, out, in, ws + sb.v + xi * sb.vp, offsets, u + xi * in * out,
-                          ws + sb.m + xi * sb.mp, sb.ldv);
-    detail::winograd_outputs(g.M, out, ws + sb.m, sb.ldv, sb.mp, ws + sb.y, sb.mp);
-    detail::winograd_unphase(ws + sb.y, sb.ldv, sb.mp, g, s0, nc, out, to, ld, bias);
+    for (index c = 0; c < in; ++c) offsets[c] = c * sb.ldb;
+    for (index t0 = 0; t0 < g.M; t0 += sb.bt) {
+      const index m = std::min(sb.bt, g.M - t0);
+      detail::winograd_inputs(g, in, xp, t0, t0 + m, ws + sb.v, sb.ldb, sb.vp);
+      for (int xi = 0; xi < 16; ++xi)
+        detail::offset_gemm(m, out, in, ws + sb.v + xi * sb.vp, offsets, u + xi * in * out,
+                            ws + sb.m + xi * sb.mp, sb.ldb);
+      detail::winograd_outputs(m, out, ws + sb.m, sb.ldb, sb.mp, ws + sb.y + t0, sb.ldy, sb.yp);
+    }
+    detail::winograd_unphase(ws + sb.y, sb.ldy, sb.yp, g, s0, nc, out, to, ld, bias);
   }
 
   void winograd_forward_chunk(const_batch_view<T> x, batch_view<T> y, const T* bias, index s0,
@@ -653,6 +667,31 @@ class conv2d final : public layer<T> {
                      bias);
   }
 
+  /// dU_xi = sum over the chunk's tiles of V_xi^T dM_xi (O x C each, at du), a block of tiles at
+  /// a time, from the phases of x and dL/dy in the chunk's scratch.
+  void winograd_filter_products(const detail::strip& g, const winograd_buffers& sb, T* ws) const {
+    const index C = in_.channels, O = w_.rows();
+    const index ps = Eigen::internal::packet_traits<T>::size;
+    index* offsets = reinterpret_cast<index*>(ws + sb.offsets);
+    for (index c = 0; c < C; ++c) offsets[c] = c * sb.ldb;
+    for (index t0 = 0; t0 < g.M; t0 += sb.bt) {
+      const index m = std::min(sb.bt, g.M - t0);
+      const bool add = t0 > 0;
+      detail::winograd_inputs(g, C, ws + sb.xp, t0, t0 + m, ws + sb.v, sb.ldb, sb.vp);
+      detail::winograd_output_grads(g, O, ws + sb.dyp, t0, t0 + m, ws + sb.m, sb.ldb, sb.mp);
+      if (O % ps == 0) {  // broadcast kernel against dM transposed: no sums across packets
+        detail::winograd_transpose(m, O, ws + sb.m, sb.ldb, sb.mp, ws + sb.mt);
+        for (int xi = 0; xi < 16; ++xi)
+          detail::offset_gemm_tn(m, O, C, ws + sb.v + xi * sb.vp, offsets,
+                                 ws + sb.mt + xi * sb.mp, ws + sb.du + xi * O * C, O, add);
+      } else {
+        for (int xi = 0; xi < 16; ++xi)
+          detail::offset_gemm_dot(m, O, C, ws + sb.v + xi * sb.vp, offsets,
+                                  ws + sb.m + xi * sb.mp, sb.ldb, ws + sb.du + xi * O * C, O, add);
+      }
+    }
+  }
+
   /// Adds one chunk's dW to its part's partial (O x K, when `params`) and computes its columns of
   /// dL/dx (unless dx is empty) by F(2x2, 3x3); u holds the filters transformed for dL/dx.
   void winograd_backward_chunk(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx,
@@ -663,22 +702,8 @@ class conv2d final : public layer<T> {
     T* ws = static_cast<T*>(detail::thread_scratch().p);
     detail::winograd_phases(dy.data(), dy.rows(), s0, nc, O, g, sb.margin, ws + sb.dyp);
     if (params) {
-      index* offsets = reinterpret_cast<index*>(ws + sb.offsets);
-      for (index c = 0; c < C; ++c) offsets[c] = c * sb.ldv;
       detail::winograd_phases(x.data(), x.rows(), s0, nc, C, g, sb.margin, ws + sb.xp);
-      detail::winograd_inputs(g, C, ws + sb.xp, ws + sb.v, sb.ldv, sb.vp);
-      detail::winograd_output_grads(g, O, ws + sb.dyp, ws + sb.m, sb.ldv, sb.mp);
-      const index ps = Eigen::internal::packet_traits<T>::size;
-      if (O % ps == 0) {  // broadcast kernel against dM transposed: no sums across packets
-        detail::winograd_transpose(g.M, O, ws + sb.m, sb.ldv, sb.mp, ws + sb.mt);
-        for (int xi = 0; xi < 16; ++xi)
-          detail::offset_gemm_tn(g.M, O, C, ws + sb.v + xi * sb.vp, offsets,
-                                 ws + sb.mt + xi * sb.mp, ws + sb.du + xi * O * C, O);
-      } else {
-        for (int xi = 0; xi < 16; ++xi)
-          detail::offset_gemm_dot(g.M, O, C, ws + sb.v + xi * sb.vp, offsets,
-                                  ws + sb.m + xi * sb.mp, sb.ldv, ws + sb.du + xi * O * C, O);
-      }
+      winograd_filter_products(g, sb, ws);
       detail::winograd_filter_grads(O, C, ws + sb.du, partial);
     }
     if (dx.size() > 0)
