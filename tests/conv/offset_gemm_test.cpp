@@ -13,7 +13,9 @@ using ix = Eigen::Index;
 namespace {
 
 /// An integer in [-4, 4], as a float or double.
-double small_int(rng& g) { return double(int(g.uniform() * 9) - 4); }
+double small_int(rng& g) {
+  return double(int(g.uniform() * 9) - 4);
+}
 
 /// A(i, kk) = a[i + offset[kk]] with columns 3 m + 1 apart (an offset matrix with gaps), filled
 /// with small integers so that every sum is exact in float.

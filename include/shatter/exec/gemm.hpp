@@ -290,8 +290,10 @@ void offset_gemm_tn(index m, index n, index k, const T* a, const index* offset, 
     if constexpr (kr >= 24)  // 16 accumulators fit 32 registers
       for (; k0 + 8 <= k; k0 += 8)
         offset_gemm_tn_tile<8, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
-    for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
-    for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 + 4 <= k; k0 += 4)
+      offset_gemm_tn_tile<4, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 < k; ++k0)
+      offset_gemm_tn_tile<1, 2>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
   }
   for (; j0 < n; j0 += ps) {  // one packet: rows in kr, 16, 8, 4
     index k0 = 0;
@@ -300,9 +302,12 @@ void offset_gemm_tn(index m, index n, index k, const T* a, const index* offset, 
     if constexpr (kr >= 24)
       for (; k0 + 16 <= k; k0 += 16)
         offset_gemm_tn_tile<16, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
-    for (; k0 + 8 <= k; k0 += 8) offset_gemm_tn_tile<8, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
-    for (; k0 + 4 <= k; k0 += 4) offset_gemm_tn_tile<4, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
-    for (; k0 < k; ++k0) offset_gemm_tn_tile<1, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 + 8 <= k; k0 += 8)
+      offset_gemm_tn_tile<8, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 + 4 <= k; k0 += 4)
+      offset_gemm_tn_tile<4, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
+    for (; k0 < k; ++k0)
+      offset_gemm_tn_tile<1, 1>(m, n, k0, j0, a, offset, bt, ct, ldct, accumulate);
   }
 }
 
@@ -368,13 +373,15 @@ void offset_gemm_dot(index m, index n, index k, const T* a, const index* offset,
     index k0 = 0;
     for (; k0 + kb <= k; k0 += kb)
       offset_gemm_dot_tile<nb, kb>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
-    for (; k0 < k; ++k0) offset_gemm_dot_tile<nb, 1>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
+    for (; k0 < k; ++k0)
+      offset_gemm_dot_tile<nb, 1>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
   }
   for (; j0 < n; ++j0) {
     index k0 = 0;
     for (; k0 + kb <= k; k0 += kb)
       offset_gemm_dot_tile<1, kb>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
-    for (; k0 < k; ++k0) offset_gemm_dot_tile<1, 1>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
+    for (; k0 < k; ++k0)
+      offset_gemm_dot_tile<1, 1>(m, j0, k0, a, offset, b, ldb, c, ldc, accumulate);
   }
 }
 

@@ -682,12 +682,12 @@ class conv2d final : public layer<T> {
       if (O % ps == 0) {  // broadcast kernel against dM transposed: no sums across packets
         detail::winograd_transpose(m, O, ws + sb.m, sb.ldb, sb.mp, ws + sb.mt);
         for (int xi = 0; xi < 16; ++xi)
-          detail::offset_gemm_tn(m, O, C, ws + sb.v + xi * sb.vp, offsets,
-                                 ws + sb.mt + xi * sb.mp, ws + sb.du + xi * O * C, O, add);
+          detail::offset_gemm_tn(m, O, C, ws + sb.v + xi * sb.vp, offsets, ws + sb.mt + xi * sb.mp,
+                                 ws + sb.du + xi * O * C, O, add);
       } else {
         for (int xi = 0; xi < 16; ++xi)
-          detail::offset_gemm_dot(m, O, C, ws + sb.v + xi * sb.vp, offsets,
-                                  ws + sb.m + xi * sb.mp, sb.ldb, ws + sb.du + xi * O * C, O, add);
+          detail::offset_gemm_dot(m, O, C, ws + sb.v + xi * sb.vp, offsets, ws + sb.m + xi * sb.mp,
+                                  sb.ldb, ws + sb.du + xi * O * C, O, add);
       }
     }
   }
