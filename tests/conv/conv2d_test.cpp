@@ -147,7 +147,8 @@ TEST_CASE("conv2d gives the same bits on one and two threads") {
   const int before = threads();
   for (const auto& cc :
        {conv_case{{6, 9, 7}, 5, 3, 1, 1, true}, conv_case{{8, 9, 7}, 16, 3, 1, 1, true},
-        conv_case{{4, 8, 8}, 3, 3, 2, 1, true}, conv_case{{8, 8, 6}, 16, 3, 1, 1, true}}) {
+        conv_case{{4, 8, 8}, 3, 3, 2, 1, true}, conv_case{{8, 8, 6}, 16, 3, 1, 1, true},
+        conv_case{{64, 8, 8}, 64, 3, 1, 1, false}}) {  // dW summed over parts in column blocks
     conv2d<double> c(cc.in, cc.out, cc.k, cc.stride, cc.pad, cc.bias);
     randomise(c, g);
     const matrix<double> x = matrix<double>::Random(cc.in.size(), 9);

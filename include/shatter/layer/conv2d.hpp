@@ -158,7 +158,7 @@ class conv2d final : public layer<T> {
                        env.work + ws.wt, env.work + ws.packed);
     };
     detail::parallel_blocks<T>(env.exec, pl.parts, pl.scratch, run);
-    if (param_grads) sum_partials(pl, partials);
+    if (param_grads) sum_partials(pl, partials, env.exec);
   }
 
   /// y = conv(x) + b and dy = conv(dx) (the convolution is linear in its input).
@@ -252,9 +252,14 @@ class conv2d final : public layer<T> {
     if (winograd) {         // about chunk_elements() transformed inputs V per chunk
       const index most = std::max<index>(1, std::min<index>(n, chunk_elements() / per));
       pl.chunks = (n + most - 1) / most;
-      if (pl.chunks % 2 == 1 && pl.chunks < n) ++pl.chunks;
+      // dW sums over at most 8 parts of whole chunks; a whole number of chunks per part keeps
+      // the parts (the units the threads share) of equal size
+      if (pl.chunks > 8)
+        pl.chunks = std::min(n, (pl.chunks + 7) / 8 * 8);
+      else if (pl.chunks % 2 == 1 && pl.chunks < n)
+        ++pl.chunks;
       pl.cs = (n + pl.chunks - 1) / pl.chunks;
-      pl.parts = std::min<index>(pl.chunks, 8);  // chunks are small: few partials to sum
+      pl.parts = std::min<index>(pl.chunks, 8);
       pl.winograd = pl.direct_w = true;
       pl.scratch = std::size_t(winograd_space_of(pl.cs).end);
       return pl;
@@ -387,17 +392,20 @@ class conv2d final : public layer<T> {
 
   /// dW and db as the sums over parts of their partial products (O x K, or K x O transposed),
   /// in part order (parts are fixed runs of chunks: the same bits for any thread count).
-  void sum_partials(const chunking& pl, const T* partials) {
+  void sum_partials(const chunking& pl, const T* partials, const exec::context& ctx) {
     const index O = w_.rows(), K = w_.cols(), per = K * O + O;
     if (pl.parts == 0) {  // an empty batch
       dw_.setZero();
       if (has_bias_) db_.setZero();
       return;
     }
-    if (pl.direct_w) {
-      dw_ = Eigen::Map<const matrix<T>>(partials, O, K);
-      for (index b = 1; b < pl.parts; ++b)
-        dw_ += Eigen::Map<const matrix<T>>(partials + b * per, O, K);
+    if (pl.direct_w) {  // columns in blocks on the pool; each sum in part order
+      detail::parallel_columns(ctx, O, K, [&](index k0, index k1) {
+        auto cols = dw_.middleCols(k0, k1 - k0);
+        cols = Eigen::Map<const matrix<T>>(partials, O, K).middleCols(k0, k1 - k0);
+        for (index b = 1; b < pl.parts; ++b)
+          cols += Eigen::Map<const matrix<T>>(partials + b * per, O, K).middleCols(k0, k1 - k0);
+      });
     } else {
       dw_ = Eigen::Map<const matrix<T>>(partials, K, O).transpose();
       for (index b = 1; b < pl.parts; ++b)
