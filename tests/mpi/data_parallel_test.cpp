@@ -239,6 +239,19 @@ TEST_CASE("refusals, stops and non-finite batches are agreed by every rank", "[m
     o.resume = true;
     CHECK_THROWS_AS(train(net_kind::mlp, world, false, o), shatter::run_refused);
   }
+  SECTION("a batch that would leave a rank without samples is refused before training") {
+    auto net = make_net(net_kind::mlp);
+    const auto data = blobs(image().size(), 49, 3, 11);  // batches 16, 16, 16, 1
+    shatter::softmax_cross_entropy<T> loss;
+    shatter::sgd<T> opt(net.parameters(), {0.05});
+    shatter::fit_options o;
+    o.batch_size = 16;
+    o.comm = world;
+    CHECK_THROWS_WITH(shatter::fit(net, loss, opt, data, o),
+                      Catch::Contains("a batch of 1 samples, fewer than the 2 ranks"));
+    o.drop_last = true;
+    CHECK(shatter::fit(net, loss, opt, data, o).steps == 3);
+  }
   SECTION("a stop requested on rank 1 alone stops both after the same step") {
     shatter::fit_options o;
     o.on_step = [](shatter::step_report& r) { r.stop = world->rank() == 1 && r.step == 3; };

@@ -47,10 +47,31 @@ index set_batch_norm_sync(sequential<T>& net, communicator* c) {
   return n;
 }
 
-/// Every rank's tensors <- rank `root`'s (values only; the shapes must agree already).
+/// Every rank's tensors <- rank `root`'s (values only; the shapes must agree already), packed
+/// into one broadcast (one message latency however many tensors) through `scratch` (reused).
+template <class T>
+void broadcast_tensors(communicator& c, const std::vector<tensor_ref<T>>& ts,
+                       std::vector<T>& scratch, int root = 0) {
+  std::size_t n = 0;
+  for (const auto& t : ts) n += std::size_t(t.value->size());
+  if (n == 0) return;
+  std::vector<T>& flat = scratch;
+  flat.resize(n);
+  T* at = flat.data();
+  for (const auto& t : ts) at = std::copy(t.value->data(), t.value->data() + t.value->size(), at);
+  c.broadcast(flat.data(), n, root);
+  at = flat.data();
+  for (const auto& t : ts) {
+    std::copy(at, at + t.value->size(), t.value->data());
+    at += t.value->size();
+  }
+}
+
+/// broadcast_tensors with a scratch buffer of its own.
 template <class T>
 void broadcast_tensors(communicator& c, const std::vector<tensor_ref<T>>& ts, int root = 0) {
-  for (const auto& t : ts) c.broadcast(t.value->data(), std::size_t(t.value->size()), root);
+  std::vector<T> scratch;
+  broadcast_tensors(c, ts, scratch, root);
 }
 
 /// Sums the gradients of `params` over the ranks, in place: packed in backward order (last

@@ -778,7 +778,7 @@ class fit_loop {
     } else {
       tally_.add(r.loss, r.correct, m);
     }
-    if (comm_ && !o_.sync_batch_norm) broadcast_tensors(*comm_, buffers_);
+    if (comm_ && !o_.sync_batch_norm) broadcast_tensors(*comm_, buffers_, flat_buffers_);
     if (o_.on_step) {
       step_report sr;
       sr.epoch = epoch;
@@ -891,6 +891,7 @@ class fit_loop {
   dataset<T> test_shard_;                       ///< with ranks: this rank's part of the test set
   matrix<T> xs_, dy_;  ///< with ranks: this rank's shard of the batch, the scaled loss gradient
   label_vector ys_;    ///< with ranks: the shard's labels
+  std::vector<T> flat_buffers_;  ///< with ranks: the running statistics packed for a broadcast
 };
 }  // namespace detail
 
