@@ -4,7 +4,8 @@
 # --limit-train 128*STEPS images) as 1 rank x 2 threads (no mpirun) and as 2 ranks x 1 thread
 # (mpirun -np 2, Open MPI's default binding: one core per rank), in training images per second
 # (the epoch's training part, from log.jsonl). Then the numbers the README's scaling model rests
-# on: each net's parameter count at depths 56 and 200, the 1 x 2 step time at depth 200, and the
+# on: each net's parameter count at depths 56 and 200, the 1 x 2 step time at depth 200 (from
+# the wall times of runs of 3 and of 1 step), and the
 # time of one in-place float all-reduce (shatter's mpi_communicator::all_sum) between 2 ranks for
 # each gradient size and for a small batch-norm-sized message. Prints the load average before and
 # after, since other processes on the machine change every figure.
@@ -37,6 +38,16 @@ rate() { python3 -c 'import json,sys; print("%.1f" % json.loads(open(sys.argv[1]
 params() {
   { "$prog" --data "$data" --arch "$1" --depth "$2" --epochs 1 --batch 2 --limit-train 2 \
     --limit-test 1 --lr 1e-6 --threads 2 --out "$work/p-$1-$2" 2>&1 || true; } | sed -n 's/.*(\([0-9]*\) parameters).*/\1/p' | head -1
+}
+
+# wall ARCH N: seconds of a whole depth-200 run on N images (batch 128), 1 rank x 2 threads.
+wall() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$prog" --data "$data" --arch "$1" --depth 200 --epochs 1 --batch 128 --limit-train "$2" \
+    --limit-test 1 --lr 1e-4 --threads 2 --out "$work/c-$1-$2" >/dev/null 2>&1 || true
+  t1=$(date +%s.%N)
+  python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$t0" "$t1"
 }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -73,9 +84,10 @@ for arch in resnet plain_relu plain_crelu_ll; do
     if [ "$depth" = 56 ]; then
       s=$(python3 -c 'import sys; print("%.3f" % (128 / float(sys.argv[1])))' "$(rate "$work/a-$arch-56")")
     else
-      "$prog" --data "$data" --arch "$arch" --depth 200 --epochs 1 --batch 128 --limit-train 384 \
-        --limit-test 128 --lr 1e-4 --threads 2 --out "$work/c-$arch" >/dev/null 2>&1
-      s=$(python3 -c 'import sys; print("%.3f" % (128 / float(sys.argv[1])))' "$(rate "$work/c-$arch")")
+      # Wall time of whole runs of 3 steps and of 1 step: their difference is 2 steps. (A plain
+      # net of depth 200 may end with a non-finite test loss, and then writes no log line.)
+      t3=$(wall "$arch" 384) t1=$(wall "$arch" 128)
+      s=$(python3 -c 'import sys; print("%.3f" % ((float(sys.argv[1]) - float(sys.argv[2])) / 2))' "$t3" "$t1")
     fi
     python3 -c 'import sys; n=int(sys.argv[1]); print("| %s | %s | %d | %.2f | %s |" % (sys.argv[2], sys.argv[3], n, 4*n/1e6, sys.argv[4]))' \
       "$n" "$arch" "$depth" "$s"
@@ -83,9 +95,16 @@ for arch in resnet plain_relu plain_crelu_ll; do
   done
 done
 echo
-echo "all-reduce of N floats between 2 ranks (median of 30, ms):"
+echo "all-reduce of N floats between 2 ranks (median of 30, ms): 64 (a small message), 2^20 (one"
+echo "bucket of shatter's gradient_reducer), then each gradient above as one message:"
 mpicxx -O2 -std=c++17 -I"$root/include" "$here/mpi/allreduce_time.cpp" -o "$work/allreduce_time"
-mpirun -np 2 "$work/allreduce_time" 30 64 "${counts[@]}" | awk '{printf "  %10d floats (%9d bytes): %8.3f ms\n", $1, $2, $3}'
+mpirun -np 2 "$work/allreduce_time" 30 64 1048576 "${counts[@]}" >"$work/allreduce.txt"
+awk '{printf "  %10d floats (%9d bytes): %8.3f ms\n", $1, $2, $3}' "$work/allreduce.txt"
+bucket=$(awk 'NR == 2 {print $3}' "$work/allreduce.txt")
+echo "per step in training, ceil(parameters / 2^20) buckets of at most 2^20 floats: about"
+for n in "${counts[@]}"; do
+  python3 -c 'import math,sys; n=int(sys.argv[1]); b=math.ceil(n/2**20); print("  %10d parameters: %d buckets, %.1f ms" % (n, b, b*float(sys.argv[2])))' "$n" "$bucket"
+done
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo

@@ -924,6 +924,8 @@ class fit_loop {
 /// gathered training batch (x: features x m, labels: m entries) before the forward pass and may
 /// change both in place (keeping their sizes). `g` is a shatter::rng seeded from (o.seed, global
 /// step), so augmented runs stay deterministic and resume exactly.
+/// Data-parallel over several processes: see fit_options::comm (every rank calls fit; errors
+/// in the options or data are thrown on every rank alike).
 template <class T, class Loss, class Transform>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule_for_run& sched,
                const dataset<T>& train, const dataset<T>& test, const fit_options& o,
