@@ -92,7 +92,8 @@ inline int report_stop(const std::string& program, const shatter::fit_result& r,
 /// communicator): only rank 0's standard output is kept (progress lines are rank 0's, see
 /// fit_options::comm), error messages name the rank ("<program> (rank r of n): error: ..."),
 /// and a rank that fails (exit status 1 or 2) ends the whole job with MPI_Abort, so no rank waits
-/// for it; a stop request ends every rank with the same status after the checkpoint.
+/// for it (one that hangs, after 600 s: see mpi_communicator::set_timeout); a stop request ends
+/// every rank with the same status after the checkpoint.
 inline int run_training_main(const std::string& program, int& argc, char**& argv,
                              const std::function<int()>& body) {
 #ifdef SHATTER_USE_MPI
@@ -101,6 +102,9 @@ inline int run_training_main(const std::string& program, int& argc, char**& argv
     int code = 0;
     {
       shatter::dist::mpi_communicator comm;
+      // A rank that hangs ends the job after 10 minutes of waiting for it: far above the
+      // longest legitimate wait (a checkpoint write or an evaluation on another rank).
+      comm.set_timeout(600, program);
       job& j = this_job();
       j = job{comm.rank(), comm.size(), &comm};
       detail::discard_buffer sink;

@@ -1,14 +1,17 @@
 // A data-parallel training run whose rank fails on purpose, for failure_test.sh:
-//   failing_run DIR FAIL_RANK FAIL_STEP HOW   (under mpirun; HOW: throw, escape, kill, none)
+//   failing_run DIR FAIL_RANK FAIL_STEP HOW   (under mpirun; HOW: throw, escape, kill, hang, none)
 // trains a small MLP with a checkpoint every 4 steps in DIR; at step FAIL_STEP rank FAIL_RANK
 // throws a data_error that main catches and ends the job with (throw), lets it escape main
-// (escape: std::terminate), or kills itself with SIGKILL (kill). Alone:
+// (escape: std::terminate), kills itself with SIGKILL (kill), or sleeps for an hour (hang: the
+// communicator's 5 s watchdog on the other rank ends the job). Alone:
 //   failing_run --check DIR STEP
 // loads DIR's checkpoint and exits 0 when it is intact and holds step STEP.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "shatter/core/threads.hpp"
 #include "shatter/dist/mpi.hpp"
@@ -71,6 +74,7 @@ void train(shatter::communicator& comm, const std::string& dir, int fail_rank, l
   o.on_step = [&](shatter::step_report& r) {
     if (comm.rank() != fail_rank || r.step != fail_step) return;
     if (how == "kill") std::raise(SIGKILL);
+    if (how == "hang") std::this_thread::sleep_for(std::chrono::hours(1));
     if (how == "throw" || how == "escape")
       throw shatter::data_error("failing_run: a failure on purpose at step " +
                                 std::to_string(r.step));
@@ -89,6 +93,7 @@ int main(int argc, char** argv) {
   shatter::dist::mpi_session session(argc, argv, "failing_run");
   shatter::set_threads(1);
   shatter::dist::mpi_communicator comm;
+  comm.set_timeout(5, "failing_run");
   const std::string how = argv[4];
   if (how == "escape") {
     train(comm, argv[1], std::atoi(argv[2]), std::atol(argv[3]), how);

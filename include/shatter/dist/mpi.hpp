@@ -7,12 +7,17 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "shatter/core/communicator.hpp"
 #include "shatter/core/error.hpp"
@@ -56,7 +61,8 @@ inline int world_size() {
 /// default). Sums use MPI_Allreduce with MPI_SUM (Open MPI gives every rank the same bits; the
 /// result depends only on the values and the number of ranks); counts above INT_MAX are split.
 /// `seconds()` is the time spent in its operations so far. MPI must be initialised (see
-/// mpi_session) for its whole life.
+/// mpi_session) for its whole life. With set_timeout, a watchdog ends the job when one operation
+/// waits too long for the other ranks (a rank that hangs rather than dies).
 class mpi_communicator final : public communicator {
  public:
   explicit mpi_communicator(MPI_Comm base = MPI_COMM_WORLD) {
@@ -64,7 +70,10 @@ class mpi_communicator final : public communicator {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
   }
-  ~mpi_communicator() override { MPI_Comm_free(&comm_); }
+  ~mpi_communicator() override {
+    stop_watchdog();
+    MPI_Comm_free(&comm_);
+  }
   mpi_communicator(const mpi_communicator&) = delete;
   mpi_communicator& operator=(const mpi_communicator&) = delete;
 
@@ -81,15 +90,68 @@ class mpi_communicator final : public communicator {
     if (n) bcast(&s[0], std::size_t(n), MPI_CHAR, root);
   }
   /// Blocks until every rank has called it.
-  void barrier() { MPI_Barrier(comm_); }
+  void barrier() {
+    const in_operation busy(since_);
+    MPI_Barrier(comm_);
+  }
   /// Wall time spent in this communicator's operations so far, in seconds.
   double seconds() const { return seconds_; }
   /// The underlying MPI communicator.
   MPI_Comm handle() const { return comm_; }
 
+  /// Starts a watchdog thread: when one operation of this communicator has waited more than
+  /// `seconds` (> 0) for the other ranks, it writes "<who> (rank r of n): waited S s ..." on
+  /// stderr and ends this process with exit status 3 without MPI_Finalize, which makes mpirun
+  /// end the whole job. Choose `seconds` above the longest legitimate wait (a checkpoint write
+  /// or an evaluation on rank 0, data loading at the start). Call once.
+  void set_timeout(double seconds, std::string who) {
+    require<config_error>(seconds > 0 && !watchdog_.joinable(),
+                          "mpi_communicator::set_timeout: needs seconds > 0, once; got ", seconds);
+    timeout_ = seconds;
+    who_ = std::move(who);
+    watchdog_ = std::thread([this] { watch(); });
+  }
+
  private:
+  static std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  /// Marks the start (and, from its destructor, the end) of an operation for the watchdog.
+  struct in_operation {
+    std::atomic<std::int64_t>& since;
+    explicit in_operation(std::atomic<std::int64_t>& s) : since(s) { since = now_ns(); }
+    ~in_operation() { since = 0; }
+  };
+  void watch() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; })) {
+      const std::int64_t since = since_;
+      if (since == 0) continue;
+      const double waited = double(now_ns() - since) * 1e-9;
+      if (waited <= timeout_) continue;
+      std::fprintf(stderr,
+                   "%s (rank %d of %d): waited %.0f s in a collective operation for the other "
+                   "ranks (timeout %.0f s); ending the job\n",
+                   who_.c_str(), rank_, size_, waited, timeout_);
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+  }
+  void stop_watchdog() {
+    if (!watchdog_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    watchdog_.join();
+  }
+
   template <class V>
   void reduce(V* x, std::size_t n, MPI_Datatype type) {
+    const in_operation busy(since_);
     const auto t0 = std::chrono::steady_clock::now();
     for (std::size_t at = 0; at < n; at += std::size_t(INT_MAX)) {
       const int k = int(std::min<std::size_t>(n - at, std::size_t(INT_MAX)));
@@ -99,6 +161,7 @@ class mpi_communicator final : public communicator {
   }
   template <class V>
   void bcast(V* x, std::size_t n, MPI_Datatype type, int root) {
+    const in_operation busy(since_);
     const auto t0 = std::chrono::steady_clock::now();
     for (std::size_t at = 0; at < n; at += std::size_t(INT_MAX)) {
       const int k = int(std::min<std::size_t>(n - at, std::size_t(INT_MAX)));
@@ -110,6 +173,13 @@ class mpi_communicator final : public communicator {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   double seconds_ = 0;
+  std::atomic<std::int64_t> since_{0};  ///< start of the operation under way (0: none), in ns
+  std::thread watchdog_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  double timeout_ = 0;
+  std::string who_;
 };
 
 /// MPI for the life of a program: MPI_Init_thread (MPI_THREAD_FUNNELED: shatter's worker
