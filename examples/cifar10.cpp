@@ -4,7 +4,8 @@
 // flip augmentation. The run lives in --out: checkpoint.safetensors (after every epoch),
 // log.jsonl (a line per epoch, written after its checkpoint), summary.json; --resume continues it
 // exactly; SIGINT/SIGTERM finish the step, checkpoint and say how to resume. Run with --help for
-// the options.
+// the options. Built with SHATTER_USE_MPI, `mpirun -np N cifar10 ...` trains data-parallel on N
+// ranks: --batch is the global batch, --threads the threads of each rank, output rank 0's.
 //
 //   cifar10 --arch plain_crelu_ll --depth 56 --epochs 10 --out runs/ll56
 #include <sys/stat.h>
@@ -46,7 +47,7 @@ struct options {
   double lr = 0.1, weight_decay = 5e-4, momentum = 0.9, warmup = 0;
   std::uint64_t seed = 1;
   int threads = 2;
-  bool no_augment = false, resume = false, json_summary = false;
+  bool no_augment = false, resume = false, json_summary = false, sync_bn = false;
   std::string out = "shatter-out/cifar10";
 };
 
@@ -83,6 +84,8 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--limit-test", o.limit_test, "evaluate on only the first N test images, >= 1")
       ->check(integer_in(1, big));
   app.add_flag("--no-augment", o.no_augment, "no crop/flip augmentation");
+  app.add_flag("--sync-bn", o.sync_bn,
+               "under mpirun: batch norm statistics over the global batch (default: per rank)");
   program::add_out(app, o.out,
                    "run directory: checkpoint.safetensors, log.jsonl, summary.json, lock");
   app.add_flag("--resume", o.resume,
@@ -194,8 +197,10 @@ shatter::fit_options fit_options_for(const options& o) {
   f.batch_size = o.batch;
   f.seed = o.seed;
   f.eval_batch_size = o.batch;  // a deep net's training batch is known to fit in memory
-  f.progress = &std::cerr;
+  f.progress = &std::cerr;      // rank 0's alone under mpirun
   f.progress_every = 20;
+  f.comm = program::this_job().comm;  // --batch is the global batch, split over the ranks
+  f.sync_batch_norm = o.sync_bn;
   f.stop = &shatter::stop_signal;
   f.run_dir = o.out;
   f.resume = o.resume;
@@ -266,18 +271,23 @@ int run(const options& o, int argc, char** argv) {
   spec.input = d.shape;
   spec.classes = 10;
   auto net = shatter::build_cifar<T>(shatter::parse_cifar_arch(o.arch), spec, g);
-  std::cerr << "cifar10: " << o.arch << " depth " << o.depth << " (" << net.parameter_count()
-            << " parameters), " << d.train.size() << " training / " << d.test.size()
-            << " test images, batch " << o.batch << ", lr " << o.lr << ", " << o.threads
-            << " threads, run directory " << o.out << "\n";
+  const auto& job = program::this_job();
+  if (job.root())
+    std::cerr << "cifar10: " << o.arch << " depth " << o.depth << " (" << net.parameter_count()
+              << " parameters), " << d.train.size() << " training / " << d.test.size()
+              << " test images, batch " << o.batch << ", lr " << o.lr << ", " << o.threads
+              << " threads"
+              << (job.size > 1 ? " per rank x " + std::to_string(job.size) + " ranks" : "")
+              << ", run directory " << o.out << "\n";
   const shatter::fit_result r = train(o, d, net);
   const json s = summary(o, r, d, net.parameter_count());
   if (r.already_finished) {
-    std::cerr << "cifar10: the run in " << o.out << " already finished (" << o.epochs
-              << " epochs); nothing changed\n";
+    if (job.root())
+      std::cerr << "cifar10: the run in " << o.out << " already finished (" << o.epochs
+                << " epochs); nothing changed\n";
   } else if (r.stopped) {
     return program::report_stop("cifar10", r, argc, argv);
-  } else {
+  } else if (job.root()) {
     program::write_file(o.out + "/summary.json", s.dump(2) + "\n");
   }
   std::cout << "final test accuracy " << r.record.last_test_accuracy << ", best "
@@ -289,7 +299,7 @@ int run(const options& o, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return program::run_main("cifar10", [&] {
+  return program::run_training_main("cifar10", argc, argv, [&] {
     options o;
     CLI::App app{
         "Trains a CIFAR-style convnet (three stages of 16/32/64 channels, depth = 6n+2 "

@@ -1,7 +1,9 @@
 // Quickstart: a 20-layer plain CReLU network with the looks-linear initialisation (no skip
 // connections, no batch norm) trained on Fashion-MNIST through shatter::fit, printing progress
 // on stderr and the test accuracy on stdout. The run lives in --out (checkpoint after every
-// epoch, log.jsonl); --resume continues it; Ctrl-C checkpoints and says how to resume.
+// epoch, log.jsonl); --resume continues it; Ctrl-C checkpoints and says how to resume. Built with
+// SHATTER_USE_MPI, `mpirun -np N quickstart ...` trains data-parallel on N ranks (the same global
+// batch of 128; --threads per rank; output rank 0's).
 //   quickstart [--data DIR] [--epochs N] [--threads N] [--out DIR] [--json] ... (--help)
 #include <iostream>
 #include <string>
@@ -74,7 +76,8 @@ int run(const options& o, int argc, char** argv) {
   f.epochs = o.epochs;
   f.batch_size = 128;
   f.seed = o.seed;
-  f.progress = &std::cerr;
+  f.progress = &std::cerr;  // rank 0's alone under mpirun
+  f.comm = program::this_job().comm;
   f.stop = &shatter::stop_signal;
   f.run_dir = o.out;
   f.resume = o.resume;
@@ -93,7 +96,7 @@ int run(const options& o, int argc, char** argv) {
     throw usage_error(std::string(o.resume ? "--resume" : "--out") + ": " + e.what());
   }
   if (result.stopped) return program::report_stop("quickstart", result, argc, argv);
-  if (result.already_finished)
+  if (result.already_finished && program::this_job().root())
     std::cerr << "quickstart: the run in " << o.out << " already finished; nothing changed\n";
   const auto& rec = result.record;
   std::cout << "test accuracy " << 100 * rec.last_test_accuracy << "% after " << rec.last_epoch + 1
@@ -111,7 +114,7 @@ int run(const options& o, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return program::run_main("quickstart", [&] {
+  return program::run_training_main("quickstart", argc, argv, [&] {
     options o;
     CLI::App app{
         "Trains a 20-layer looks-linear CReLU MLP (no batch norm, no skip connections) "

@@ -5,6 +5,7 @@
 
 #include "shatter/version.hpp"
 
+#include "shatter/core/communicator.hpp"
 #include "shatter/core/error.hpp"
 #include "shatter/core/file.hpp"
 #include "shatter/core/rng.hpp"
@@ -60,6 +61,7 @@
 #include "shatter/optim/optimizer.hpp"
 #include "shatter/optim/schedule.hpp"
 #include "shatter/optim/sgd.hpp"
+#include "shatter/train/data_parallel.hpp"
 #include "shatter/train/evaluate.hpp"
 #include "shatter/train/fit.hpp"
 #include "shatter/train/fit_record.hpp"

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "shatter/core/communicator.hpp"
 #include "shatter/exec/pool.hpp"
 #include "shatter/layer/layer.hpp"
 
@@ -25,6 +26,10 @@ enum class bn_gradient {
 /// The statistics of a forward are saved for backward (saved_size() = 2 channels + 1), which
 /// reads the input and recomputes the normalised values from it; replay recomputes the output
 /// from the input with the saved statistics. Thread safety: see layer.
+/// Synchronized statistics (set_sync): in training mode mu and var are those of the global
+/// batch, the union of every rank's batch (sums all-reduced: two reductions of `channels`
+/// values in forward, one of 2 `channels` in backward, whose input gradient is then that of the
+/// global batch's statistics). Every rank must run the same layers on the same shapes.
 template <class T>
 class batch_norm final : public layer<T> {
  public:
@@ -74,11 +79,19 @@ class batch_norm final : public layer<T> {
   /// Selects how backward treats batch statistics in training mode (default: through them).
   void set_gradient_mode(bn_gradient g) { grad_mode_ = g; }
   bn_gradient gradient_mode() const { return grad_mode_; }
+  /// Takes the training-mode statistics over the ranks of `c` (null: this process's batch
+  /// only). `c` must outlive its use; evaluation mode and tangent_kernel stay per rank.
+  void set_sync(communicator* c) { sync_ = c; }
+  communicator* sync() const { return sync_; }
 
   void forward_kernel(const_batch_view<T> x, batch_view<T> y, mode m,
                       const kernel_env<T>& env) override {
     this->check_input(x.rows(), x.cols());
     const bool batch = m == mode::train;
+    if (batch && sync_) {
+      synced_forward(x, y, env);
+      return;
+    }
     if (batch) check_batch(x.cols());
     for_channels(env, x.cols(), [&](index c) {
       if (batch) {
@@ -93,7 +106,7 @@ class batch_norm final : public layer<T> {
       }
       normalise(x, y, c, last_mean_(c), last_inv_std_(c));
     });
-    if (env.saved) env.saved[2 * c_] = batch ? T(1) : T(0);
+    if (env.saved) env.saved[2 * c_] = batch ? T(x.cols() * s_) : T(0);
   }
 
   void replay_kernel(const_batch_view<T> x, batch_view<T> y, const kernel_env<T>& env) override {
@@ -103,11 +116,15 @@ class batch_norm final : public layer<T> {
 
   void backward_kernel(const_batch_view<T> x, const_batch_view<T>, const_batch_view<T> dy,
                        batch_view<T> dx, bool param_grads, const kernel_env<T>& env) override {
-    const T count = T(dy.cols() * s_);
+    // saved[2c]: the number of values per channel the statistics came from (0: running ones).
+    const T count = env.saved[2 * c_];
     const T* mean = env.saved;
     const T* inv = env.saved + c_;
-    const bool through =
-        env.saved[2 * c_] != T(0) && grad_mode_ == bn_gradient::through_batch_stats;
+    const bool through = count != T(0) && grad_mode_ == bn_gradient::through_batch_stats;
+    if (through && sync_ && dx.size() != 0) {
+      synced_backward(x, dy, dx, param_grads, env);
+      return;
+    }
     for_channels(env, dy.cols(), [&](index c) {
       const auto g = dy.middleRows(c * s_, s_).array();
       const auto h = (x.middleRows(c * s_, s_).array() - mean[c]) * inv[c];
@@ -193,6 +210,65 @@ class batch_norm final : public layer<T> {
       for (index c = c_ * b / blocks; c < c_ * (b + 1) / blocks; ++c) f(c);
     });
   }
+  /// Training-mode forward with the global batch's statistics: the channel sums and the value
+  /// count all-reduced, then the sums of squared deviations from the global mean.
+  void synced_forward(const_batch_view<T> x, batch_view<T> y, const kernel_env<T>& env) {
+    sums_.resize(c_ + 1);
+    for_channels(env, x.cols(), [&](index c) { sums_(c) = x.middleRows(c * s_, s_).sum(); });
+    sums_(c_) = T(x.cols() * s_);
+    sync_->all_sum(sums_.data(), std::size_t(c_ + 1));
+    const T count = sums_(c_);
+    check_batch_count(count);
+    for_channels(env, x.cols(), [&](index c) {
+      last_mean_(c) = sums_(c) / count;
+      batch_var_(c) = (x.middleRows(c * s_, s_).array() - last_mean_(c)).square().sum();
+    });
+    sync_->all_sum(batch_var_.data(), std::size_t(c_));
+    for_channels(env, x.cols(), [&](index c) {
+      batch_var_(c) /= count;
+      last_inv_std_(c) = T(1) / std::sqrt(batch_var_(c) + eps_);
+      update_running_count(c, count);
+      if (env.saved) {
+        env.saved[c] = last_mean_(c);
+        env.saved[c_ + c] = last_inv_std_(c);
+      }
+      normalise(x, y, c, last_mean_(c), last_inv_std_(c));
+    });
+    if (env.saved) env.saved[2 * c_] = count;
+  }
+  /// Backward through the global batch's statistics: the sums of g and g xhat all-reduced.
+  void synced_backward(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx,
+                       bool param_grads, const kernel_env<T>& env) {
+    const T count = env.saved[2 * c_];
+    const T* mean = env.saved;
+    const T* inv = env.saved + c_;
+    sums_.resize(2 * c_);
+    for_channels(env, dy.cols(), [&](index c) {
+      const auto g = dy.middleRows(c * s_, s_).array();
+      const auto h = (x.middleRows(c * s_, s_).array() - mean[c]) * inv[c];
+      sums_(c) = g.sum();
+      sums_(c_ + c) = (g * h).sum();
+      if (param_grads) {  // this rank's share: the gradient all-reduce adds the others'
+        dbeta_(c, 0) = sums_(c);
+        dgamma_(c, 0) = sums_(c_ + c);
+      }
+    });
+    sync_->all_sum(sums_.data(), std::size_t(2 * c_));
+    for_channels(env, dy.cols(), [&](index c) {
+      const auto g = dy.middleRows(c * s_, s_).array();
+      const auto h = (x.middleRows(c * s_, s_).array() - mean[c]) * inv[c];
+      const T k = gamma_(c, 0) * inv[c];
+      dx.middleRows(c * s_, s_).array() = k * (g - sums_(c) / count - h * (sums_(c_ + c) / count));
+    });
+  }
+  /// The global batch needs two values per channel.
+  void check_batch_count(T count) const {
+    if (count < T(2))
+      throw shape_error(detail::cat(describe(),
+                                    ": training mode needs at least 2 values per "
+                                    "channel over all ranks, got ",
+                                    count));
+  }
   /// Batch statistics need two values per channel.
   void check_batch(index n) const {
     if (n * s_ < 2)  // (the message is built only on failure: no allocation in a training step)
@@ -213,8 +289,9 @@ class batch_norm final : public layer<T> {
     last_inv_std_(c) = T(1) / std::sqrt(var + eps_);
   }
   /// running = (1 - momentum) running + momentum batch for channel c, the variance unbiased.
-  void update_running(index c, index n) {
-    const T count = T(n * s_);
+  void update_running(index c, index n) { update_running_count(c, T(n * s_)); }
+  /// The same from the number of values per channel the batch statistics came from.
+  void update_running_count(index c, T count) {
     running_mean_(c, 0) = (1 - momentum_) * running_mean_(c, 0) + momentum_ * last_mean_(c);
     running_var_(c, 0) =
         (1 - momentum_) * running_var_(c, 0) + momentum_ * batch_var_(c) * count / (count - 1);
@@ -235,6 +312,8 @@ class batch_norm final : public layer<T> {
   bn_gradient grad_mode_ = bn_gradient::through_batch_stats;
   matrix<T> gamma_, beta_, dgamma_, dbeta_, running_mean_, running_var_;
   vector<T> last_mean_, last_inv_std_, batch_var_;
+  communicator* sync_ = nullptr;  ///< ranks whose batches share the statistics (null: none)
+  vector<T> sums_;                ///< per-channel sums exchanged with the other ranks
 };
 
 }  // namespace shatter

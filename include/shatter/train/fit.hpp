@@ -23,6 +23,7 @@
 #include "shatter/network/sequential.hpp"
 #include "shatter/optim/optimizer.hpp"
 #include "shatter/optim/schedule.hpp"
+#include "shatter/train/data_parallel.hpp"
 #include "shatter/train/evaluate.hpp"
 #include "shatter/train/fit_record.hpp"
 #include "shatter/train/nonfinite.hpp"
@@ -116,6 +117,22 @@ struct fit_options {
   /// With run_dir: the epoch's line in log.jsonl, without the newline (default: a JSON object
   /// of the report, non-finite numbers as null).
   std::function<std::string(const epoch_report&)> log_line;
+  /// Data-parallel training over the ranks of `comm` (null or a single rank: this process
+  /// alone). Every rank calls fit with the same network architecture, data, options and
+  /// schedule. Rank 0's parameters, buffers and optimiser state are broadcast at the start;
+  /// every step, each rank gathers the global batch of `batch_size` samples (and transforms
+  /// it, so augmentation is the single-process one), takes its shard (see shard_of), runs
+  /// forward and backward with its loss gradient scaled by shard / batch, and the gradients are
+  /// summed over the ranks (gradient_reducer): the update is that of the global batch's mean
+  /// loss, so learning rates and schedules are those of the global batch. Batch norm keeps
+  /// per-rank statistics and rank 0's running statistics are broadcast after each step (as
+  /// PyTorch's DDP), or uses the global batch's statistics with `sync_batch_norm`. The test set
+  /// is split across the ranks for evaluation. Only rank 0 prints progress, writes the run
+  /// directory (the same checkpoint format; a run resumes on any number of ranks) and holds the
+  /// complete fit_result::record; stops and non-finite steps are agreed by all ranks.
+  communicator* comm = nullptr;
+  /// With comm: batch norm statistics over the global batch instead of per rank.
+  bool sync_batch_norm = false;
 };
 
 /// What `fit` did: one report per epoch it finished (an epoch resumed by hand in the middle
@@ -140,6 +157,16 @@ struct input_gradient_guard {
   sequential<T>& net;
   bool saved;
   ~input_gradient_guard() { net.set_input_gradient(saved); }
+};
+
+/// Puts a network's batch norms back to per-rank statistics when leaving a scope.
+template <class T>
+struct batch_norm_sync_guard {
+  sequential<T>& net;
+  bool on;
+  ~batch_norm_sync_guard() {
+    if (on) set_batch_norm_sync(net, nullptr);
+  }
 };
 
 /// Throws config_error naming the first option of `fit` that is out of range.
@@ -176,6 +203,28 @@ void check_single_sample_batches(sequential<T>& net, index n, const fit_options&
                           " leave a batch of one sample, but layer ", path, " ", l.describe(),
                           " needs at least two per batch; set drop_last or change the batch "
                           "size");
+  });
+}
+
+/// With `o.comm` over p > 1 ranks: config_error unless every batch of an epoch of `n` samples
+/// gives every rank at least one sample (and two where a per-rank batch norm with per-feature
+/// statistics needs them).
+template <class T>
+void check_rank_shards(sequential<T>& net, index n, const fit_options& o) {
+  if (!o.comm || o.comm->size() <= 1) return;
+  const index p = o.comm->size();
+  const index last = n % o.batch_size;
+  const index smallest = std::min(n, (o.drop_last || last == 0) ? o.batch_size : last);
+  require<config_error>(smallest >= p, "fit: ", n, " training samples in batches of ", o.batch_size,
+                        " give a batch of ", smallest, " samples, fewer than the ", p,
+                        " ranks; change the batch size or set drop_last");
+  if (o.sync_batch_norm || smallest / p >= 2) return;
+  for_each_leaf(net, [&](layer<T>& l, const std::string& path) {
+    require<config_error>(l.kind() != "batch_norm" || l.input_shape().spatial() > 1,
+                          "fit: a batch of ", smallest, " samples over ", p,
+                          " ranks leaves a rank one sample, but layer ", path, " ", l.describe(),
+                          " needs two per rank; set sync_batch_norm, drop_last "
+                          "or change the batch size");
   });
 }
 
@@ -301,6 +350,48 @@ batch_outcome forward_backward(sequential<T>& net, Loss& loss, const matrix<T>& 
     if (where.found())
       r.problem = "non-finite gradient, first (going backward from the loss) in " + where.where;
   }
+  return r;
+}
+
+/// forward_backward on one rank's shard `x` of a global batch of `m` samples, over the ranks of
+/// `c`: the loss gradient is scaled by shard / m before backward and `reducer` sums the
+/// gradients over the ranks, so every rank ends with the gradient of the global batch's mean
+/// loss; `loss` and `correct` are the global batch's. A non-finite loss on any rank is the
+/// problem of all (every rank then skips backward; the message names the first such rank).
+template <class T, class Loss>
+batch_outcome forward_backward_ranks(sequential<T>& net, Loss& loss, const matrix<T>& x,
+                                     const label_vector& labels, index m, communicator& c,
+                                     gradient_reducer<T>& reducer, matrix<T>& dy) {
+  batch_outcome r;
+  const matrix<T>& y = net.forward(x, mode::train);
+  const double local = static_cast<double>(loss.forward(y, labels));
+  const bool bad = !std::isfinite(local);
+  std::vector<double> sums(2 + std::size_t(c.size()), 0.0);
+  sums[0] = bad ? 0.0 : local * static_cast<double>(x.cols());
+  sums[1] = bad ? 0.0 : static_cast<double>(correct_count(y, labels));
+  sums[2 + std::size_t(c.rank())] = bad ? 1.0 : 0.0;
+  c.all_sum(sums.data(), sums.size());
+  int first_bad = -1;
+  for (int k = c.size(); k-- > 0;)
+    if (sums[2 + std::size_t(k)] > 0) first_bad = k;
+  if (first_bad >= 0) {
+    r.loss = NAN;
+    const auto where = find_nonfinite_forward(net, x);  // on every rank: it may be collective
+    if (c.rank() == first_bad)
+      r.problem = detail::cat("non-finite loss (", local, ") on rank ", first_bad,
+                              where.found() ? "; first non-finite: " + where.where
+                                            : std::string("; every layer output is finite"));
+    c.broadcast(r.problem, first_bad);
+    return r;
+  }
+  r.loss = sums[0] / static_cast<double>(m);
+  r.correct = static_cast<index>(std::llround(sums[1]));
+  dy = loss.gradient() * static_cast<T>(static_cast<double>(x.cols()) / static_cast<double>(m));
+  net.backward(dy);
+  reducer.all_sum(c);
+  const auto where = find_nonfinite_gradient(net);
+  if (where.found())
+    r.problem = "non-finite gradient, first (going backward from the loss) in " + where.where;
   return r;
 }
 
@@ -450,16 +541,29 @@ class fit_loop {
         step_(o.start_step),
         dir_(dir),
         config_(fit_config(o, train.size(), test.size())),
-        undo_(net, opt) {}
+        undo_(net, opt),
+        comm_(o.comm && o.comm->size() > 1 ? o.comm : nullptr),
+        root_(!comm_ || comm_->root()),
+        has_dir_(!o.run_dir.empty()) {
+    if (!comm_) return;
+    reducer_.emplace(net.parameters());
+    buffers_ = net.buffers();
+    const batch_shard sh = shard_of(test.size(), comm_->rank(), comm_->size());
+    test_shard_.x = test.x.middleCols(sh.first, sh.count);
+    test_shard_.labels.assign(test.labels.begin() + sh.first,
+                              test.labels.begin() + sh.first + sh.count);
+    test_shard_.classes = test.classes;
+  }
 
   /// Runs the epochs from the one holding the start step on, until `o.epochs`, the step limit
   /// or a stop request; with a run directory, starts or resumes the run there first.
   fit_result run() {
-    if (dir_ && !open_run()) return result_;
+    if (has_dir_ && !open_run()) return result_;
+    if (comm_) share_state();
     for (std::int64_t epoch = step_ / per_epoch_; epoch < o_.epochs && !done() && !stopped_;
          ++epoch)
       run_epoch(epoch);
-    if (dir_ && step_ != saved_step_) save_checkpoint_now("");
+    if (has_dir_ && step_ != saved_step_) save_checkpoint_now("");
     result_.steps = step_;
     result_.stopped = stopped_;
     rec_.step = step_;
@@ -474,12 +578,57 @@ class fit_loop {
   /// True once a stop was requested (by the flag or a callback).
   bool stop_requested() {
     if (o_.stop && *o_.stop != 0) stopped_ = true;
+    if (comm_) stopped_ = detail::any_rank(*comm_, stopped_);
     return stopped_;
   }
 
-  /// Starts a fresh run in the run directory (refused if it holds a checkpoint) or resumes the
-  /// one there. False when the run found there is finished (then nothing is changed).
+  /// Rank 0 opens the run (open_run_here); every rank learns the outcome, the start step and
+  /// the unfinished epoch's sums. False when the run is finished.
   bool open_run() {
+    bool go = true;
+    detail::on_root_agreed(comm_, [&] { go = open_run_here(); });
+    if (!comm_) return go;
+    double v[8] = {go ? 1.0 : 0.0,
+                   double(step_),
+                   double(saved_step_),
+                   tally_.loss_sum,
+                   double(tally_.seen),
+                   double(tally_.correct),
+                   double(tally_.finite_batches),
+                   double(tally_.skipped)};
+    comm_->broadcast(v, 8, 0);
+    go = v[0] != 0;
+    step_ = std::int64_t(v[1]);
+    saved_step_ = std::int64_t(v[2]);
+    if (!go) {
+      result_.already_finished = true;
+      result_.steps = step_;
+      return false;
+    }
+    tally_ = epoch_tally{};
+    tally_.loss_sum = v[3];
+    tally_.seen = index(v[4]);
+    tally_.correct = index(v[5]);
+    tally_.finite_batches = std::int64_t(v[6]);
+    tally_.skipped = std::int64_t(v[7]);
+    return true;
+  }
+
+  /// Every rank takes rank 0's parameters, running statistics, optimiser state and step count.
+  void share_state() {
+    broadcast_tensors(*comm_, net_.parameters());
+    broadcast_tensors(*comm_, buffers_);
+    broadcast_tensors(*comm_, opt_.state());
+    double v[2] = {double(opt_.steps()), double(step_)};
+    comm_->broadcast(v, 2, 0);
+    opt_.set_steps(std::int64_t(v[0]));
+    step_ = std::int64_t(v[1]);
+  }
+
+  /// On the rank holding the run directory: starts a fresh run there (refused if it holds a
+  /// checkpoint) or resumes the one there. False when the run found there is finished (then nothing
+  /// is changed).
+  bool open_run_here() {
     dir_->remove_stale_temporaries();
     const std::string path = dir_->checkpoint_path();
     const bool have = dir_->has_checkpoint();
@@ -541,9 +690,15 @@ class fit_loop {
     log_bytes_ += static_cast<std::int64_t>(line.size()) + 1;
   }
 
+  /// Writes the checkpoint of the current step (rank 0 alone; every rank learns if it failed).
+  void save_checkpoint_now(const std::string& line) {
+    detail::on_root_agreed(comm_, [&] { write_checkpoint(line); });
+    saved_step_ = step_;
+  }
+
   /// Writes the checkpoint of the current step, with the record (the unfinished epoch's sums,
   /// the log's size and `line`, the log line of the epoch that just finished, or "").
-  void save_checkpoint_now(const std::string& line) {
+  void write_checkpoint(const std::string& line) {
     rec_.step = step_;
     rec_.epoch_loss_sum = tally_.loss_sum;
     rec_.epoch_seen = tally_.seen;
@@ -574,13 +729,14 @@ class fit_loop {
     std::int64_t b = step_ - epoch * per_epoch_;
     for (; b < per_epoch_ && !done() && !stop_requested(); ++b) {
       lr = train_batch(epoch, b);
-      if (o_.progress && step_ % o_.progress_every == 0) {
+      if (o_.progress && root_ && step_ % o_.progress_every == 0) {
         print_progress(*o_.progress, o_, epoch, b, per_epoch_, lr, tally_,
                        seconds_since(window_start));
         tally_.clear_window();
         window_start = std::chrono::steady_clock::now();
       }
-      if (dir_ && o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0 && b + 1 < per_epoch_)
+      if (has_dir_ && o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0 &&
+          b + 1 < per_epoch_)
         save_checkpoint_now("");
     }
     if (b == per_epoch_) finish_epoch(epoch, lr, t0);
@@ -597,7 +753,15 @@ class fit_loop {
     const double lr = sched_.lr_at(o_.schedule_per_epoch ? epoch : step_);
     opt_.set_learning_rate(lr);
     undo_.save_buffers();
-    batch_outcome r = forward_backward(net_, loss_, xb_, yb_);
+    batch_outcome r;
+    if (comm_) {
+      const batch_shard sh = shard_of(m, comm_->rank(), comm_->size());
+      xs_ = xb_.middleCols(sh.first, sh.count);
+      ys_.assign(yb_.begin() + sh.first, yb_.begin() + sh.first + sh.count);
+      r = forward_backward_ranks(net_, loss_, xs_, ys_, m, *comm_, *reducer_, dy_);
+    } else {
+      r = forward_backward(net_, loss_, xb_, yb_);
+    }
     ++step_;
     if (r.problem.empty()) {
       undo_.save_update();
@@ -614,6 +778,7 @@ class fit_loop {
     } else {
       tally_.add(r.loss, r.correct, m);
     }
+    if (comm_ && !o_.sync_batch_norm) broadcast_tensors(*comm_, buffers_, flat_buffers_);
     if (o_.on_step) {
       step_report sr;
       sr.epoch = epoch;
@@ -636,7 +801,7 @@ class fit_loop {
     ++tally_.skipped;
     ++result_.skipped_batches;
     ++rec_.skipped_total;
-    if (o_.progress) *o_.progress << msg << "; batch skipped\n" << std::flush;
+    if (o_.progress && root_) *o_.progress << msg << "; batch skipped\n" << std::flush;
   }
 
   /// Finishes `epoch` (started at `t0`): evaluates the test set (numeric_error if its loss is
@@ -645,7 +810,7 @@ class fit_loop {
   void finish_epoch(std::int64_t epoch, double lr, std::chrono::steady_clock::time_point t0) {
     epoch_report r = make_epoch_report(epoch, step_, tally_, lr, seconds_since(t0));
     if (!test_.empty()) {
-      r.test = evaluate(net_, loss_, test_, o_.eval_batch_size);
+      r.test = evaluate_test();
       require<numeric_error>(std::isfinite(r.test.loss), "fit: epoch ", epoch + 1, " (step ", step_,
                              "): the test loss is ", r.test.loss, "; the network is not saved",
                              dir_ && saved_step_ >= 0
@@ -653,7 +818,8 @@ class fit_loop {
                                  : std::string());
     }
     r.seconds = seconds_since(t0);
-    if (o_.progress) print_epoch_summary(*o_.progress, r, o_.epochs);
+    if (comm_) comm_->broadcast(&r.seconds, 1, 0);  // rank 0's clock, as in its record
+    if (o_.progress && root_) print_epoch_summary(*o_.progress, r, o_.epochs);
     result_.epochs.push_back(r);
     rec_.seconds += r.seconds;
     rec_.last_epoch = epoch;
@@ -665,17 +831,33 @@ class fit_loop {
       rec_.best_test_loss = r.test.loss;
     }
     tally_ = epoch_tally{};
-    if (dir_) {
+    if (has_dir_) {
       const std::string line = o_.log_line ? o_.log_line(r) : default_log_line(r);
       require<config_error>(line.find('\n') == std::string::npos, "fit: the log line of epoch ",
                             epoch + 1, " holds a newline");
       save_checkpoint_now(line);
-      append_log(line);
+      if (dir_) append_log(line);
     }
     if (o_.on_epoch) {
       o_.on_epoch(r);
       stopped_ = stopped_ || r.stop;
     }
+    if (comm_) stopped_ = detail::any_rank(*comm_, stopped_);
+  }
+
+  /// The test set's evaluation: with ranks, each evaluates its shard and the sums are combined.
+  evaluation evaluate_test() {
+    if (!comm_) return evaluate(net_, loss_, test_, o_.eval_batch_size);
+    const evaluation e = evaluate(net_, loss_, test_shard_, o_.eval_batch_size);
+    const double n = static_cast<double>(e.samples);
+    double v[4] = {e.loss * n, e.accuracy * n, n, static_cast<double>(e.nonfinite)};
+    comm_->all_sum(v, 4);
+    evaluation g;
+    g.samples = test_.size();
+    g.loss = v[0] / static_cast<double>(g.samples);
+    g.accuracy = static_cast<double>(std::llround(v[1])) / static_cast<double>(g.samples);
+    g.nonfinite = static_cast<index>(std::llround(v[3]));
+    return g;
   }
 
   sequential<T>& net_;
@@ -701,6 +883,15 @@ class fit_loop {
   std::vector<index> order_;  ///< this epoch's sample order
   matrix<T> xb_;              ///< the batch's features
   label_vector yb_;           ///< the batch's labels
+  communicator* comm_;        ///< the ranks training together (null: this process alone)
+  bool root_;                 ///< rank 0 (or alone): prints, and holds the run directory
+  bool has_dir_;              ///< the run has a directory (held by rank 0)
+  std::optional<gradient_reducer<T>> reducer_;  ///< with ranks: sums the gradients
+  std::vector<tensor_ref<T>> buffers_;          ///< with ranks: the running statistics
+  dataset<T> test_shard_;                       ///< with ranks: this rank's part of the test set
+  matrix<T> xs_, dy_;  ///< with ranks: this rank's shard of the batch, the scaled loss gradient
+  label_vector ys_;    ///< with ranks: the shard's labels
+  std::vector<T> flat_buffers_;  ///< with ranks: the running statistics packed for a broadcast
 };
 }  // namespace detail
 
@@ -733,6 +924,8 @@ class fit_loop {
 /// gathered training batch (x: features x m, labels: m entries) before the forward pass and may
 /// change both in place (keeping their sizes). `g` is a shatter::rng seeded from (o.seed, global
 /// step), so augmented runs stay deterministic and resume exactly.
+/// Data-parallel over several processes: see fit_options::comm (every rank calls fit; errors
+/// in the options or data are thrown on every rank alike).
 template <class T, class Loss, class Transform>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule_for_run& sched,
                const dataset<T>& train, const dataset<T>& test, const fit_options& o,
@@ -741,12 +934,17 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
   detail::check_fit_data(net, train, test);
   const std::int64_t per_epoch = detail::fit_batches_per_epoch(train.size(), o);
   detail::check_single_sample_batches(net, train.size(), o);
+  detail::check_rank_shards(net, train.size(), o);
   require<config_error>(static_cast<bool>(sched), "fit: the schedule_for_run is empty");
   const schedule s = sched(run_length{per_epoch, o.epochs, per_epoch * o.epochs});
-  std::optional<run_directory> dir;
-  if (!o.run_dir.empty()) dir.emplace(o.run_dir, /*create=*/!o.resume);
+  communicator* comm = o.comm && o.comm->size() > 1 ? o.comm : nullptr;
+  std::optional<run_directory> dir;  // held by rank 0 alone
+  if (!o.run_dir.empty())
+    detail::on_root_agreed(comm, [&] { dir.emplace(o.run_dir, /*create=*/!o.resume); });
   detail::input_gradient_guard<T> guard{net, net.input_gradient()};
   net.set_input_gradient(false);
+  detail::batch_norm_sync_guard<T> sync{net, comm && o.sync_batch_norm};
+  if (sync.on) set_batch_norm_sync(net, comm);
   return detail::fit_loop<T, Loss, std::remove_reference_t<Transform>>(
              net, loss, opt, s, train, test, o, transform, per_epoch, dir ? &*dir : nullptr)
       .run();
