@@ -16,6 +16,7 @@
 #include "shatter/io/safetensors.hpp"
 #include "shatter/layer/batch_norm.hpp"
 #include "shatter/layer/conv2d.hpp"
+#include "shatter/layer/dense.hpp"
 #include "shatter/network/sequential.hpp"
 #include "shatter/version.hpp"
 
@@ -61,7 +62,8 @@ struct load_report {
 namespace detail {
 
 /// One tensor of a network as stored in a file: its name, the matrix, the shape in the file
-/// (4-D for conv weights) and, for "num_batches_tracked", the batch norm it counts.
+/// (4-D for conv weights, 2-D for dense weights) and, for "num_batches_tracked", the batch norm it
+/// counts.
 template <class T>
 struct file_entry {
   std::string name;
@@ -73,13 +75,15 @@ struct file_entry {
 /// The tensors of `net` in a file: parameters, buffers, then the batch norms' counters.
 template <class T>
 std::vector<file_entry<T>> file_entries(sequential<T>& net) {
-  std::map<std::string, std::vector<std::int64_t>> conv;
+  std::map<std::string, std::vector<std::int64_t>> conv;  // shapes other than shape_of
   std::vector<file_entry<T>> counters;
   for_each_leaf(static_cast<layer<T>&>(net), [&](layer<T>& l, const std::string& path) {
     const std::string prefix = path.empty() ? "" : path + ".";
     if (auto* c = dynamic_cast<conv2d<T>*>(&l))
       conv[prefix + "weight"] = {c->output_shape().channels, c->input_shape().channels, c->kernel(),
                                  c->kernel()};
+    if (auto* d = dynamic_cast<dense<T>*>(&l))  // [out, in] even for one input
+      conv[prefix + "weight"] = {d->out_size(), d->in_size()};
     if (auto* b = dynamic_cast<batch_norm<T>*>(&l))
       counters.push_back({prefix + "num_batches_tracked", nullptr, {}, b});
   });
@@ -207,7 +211,7 @@ void check_entry(const file_entry<T>& e, const io::tensor& t, const std::string&
       t.type == dt || (!exact && (t.type == io::dtype::F32 || t.type == io::dtype::F64)), path,
       ": tensor '", e.name, "' is stored as ", io::dtype_name(t.type), " but the network uses ",
       io::dtype_name(dt));
-  const bool flat_conv = old && e.shape.size() == 4 && t.shape == io::shape_of(*e.value);
+  const bool flat_conv = old && t.shape == io::shape_of(*e.value);  // older layouts
   require<data_error>(t.shape == e.shape || flat_conv, path, ": tensor '", e.name, "' has shape ",
                       io::detail::shape_text(t.shape), " in the file but ",
                       io::detail::shape_text(e.shape), " in the network");

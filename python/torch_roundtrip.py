@@ -1,0 +1,75 @@
+#!/usr/bin/python3
+"""The PyTorch half of the bridge check (.ci/steps/55-pytorch-bridge.sh, with
+examples/torch_roundtrip.cpp):
+  torch_roundtrip.py from-shatter DIR   loads each network shatter wrote (load_module, strict),
+      compares its evaluation outputs with shatter's, trains it two SGD steps (weights,
+      batch-norm statistics and counters change) and writes it back (save_module) with its
+      new outputs;
+  torch_roundtrip.py train-probe FILE IO   builds a CReLU MLP here (shatter_torch.mlp), trains it
+      200 Adam steps on sin(3x), writes it (save_module) and its outputs on the probe's 256
+      points of [-2, 2].
+Exits 1 when outputs differ by more than 1e-5 (relative to max(1, |y|))."""
+import glob
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shatter_torch  # noqa: E402
+
+
+def agree(what, a, b):
+    d = ((a - b).abs().max() / max(1.0, b.abs().max().item())).item()
+    print(f"  {what:<28} max |torch - shatter| / max(1, |y|) = {d:.2e}  {'ok' if d <= 1e-5 else 'FAIL'}")
+    return d <= 1e-5
+
+
+def from_shatter(d):
+    torch.manual_seed(0)
+    ok = True
+    for io_path in sorted(glob.glob(os.path.join(d, "*.io.safetensors"))):
+        name = os.path.basename(io_path)[:-len(".io.safetensors")]
+        io, _ = shatter_torch.read_safetensors(io_path)
+        m = shatter_torch.load_module(os.path.join(d, name + ".safetensors")).eval()
+        with torch.no_grad():
+            ok = agree(name, m(io["x"]), io["y"]) and ok
+        m.train()
+        opt = torch.optim.SGD(m.parameters(), lr=0.01)
+        for _ in range(2):
+            opt.zero_grad()
+            m(torch.randn(8, io["x"].shape[1])).square().mean().backward()
+            opt.step()
+        m.eval()
+        with torch.no_grad():
+            y = m(io["x"])
+        shatter_torch.save_module(m, os.path.join(d, name + ".torch.safetensors"))
+        shatter_torch.write_safetensors(os.path.join(d, name + ".torch_io.safetensors"),
+                                        {"x": io["x"], "y": y}, {})
+    return ok
+
+
+def train_probe(path, io_path):
+    torch.manual_seed(0)
+    m = shatter_torch.mlp("crelu_ll", in_=1, width=32, depth=6, out=1)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    for _ in range(200):
+        x = torch.rand(64, 1) * 4 - 2
+        opt.zero_grad()
+        loss = (m(x) - torch.sin(3 * x)).square().mean()
+        loss.backward()
+        opt.step()
+    print(f"  trained 200 Adam steps in PyTorch, loss {loss.item():.4f}")
+    shatter_torch.save_module(m, path)
+    t = torch.linspace(-2, 2, 256).unsqueeze(1)
+    with torch.no_grad():
+        shatter_torch.write_safetensors(io_path, {"x": t, "y": m.eval()(t)}, {})
+    return True
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "from-shatter":
+        sys.exit(0 if from_shatter(sys.argv[2]) else 1)
+    if len(sys.argv) == 4 and sys.argv[1] == "train-probe":
+        sys.exit(0 if train_probe(sys.argv[2], sys.argv[3]) else 1)
+    sys.exit("usage: torch_roundtrip.py from-shatter DIR | train-probe FILE IO")
