@@ -3,7 +3,8 @@
 //   torch_roundtrip write DIR        writes small networks of each family (weights files) with an
 //                                    input batch and shatter's evaluation outputs;
 //   torch_roundtrip check DIR        loads the files PyTorch wrote back into the matching
-//                                    networks and compares with PyTorch's outputs;
+//                                    networks (strictly: the structure must be the builder's)
+//                                    and compares with PyTorch's outputs;
 //   torch_roundtrip probe FILE IO    probes a network PyTorch trained (1 input, 1 output),
 //                                    checking its outputs against PyTorch's first.
 // Exits 1 when an output differs by more than 1e-5 (relative to max(1, |y|)).
@@ -81,7 +82,7 @@ void write_io(const std::string& path, const matrix<float>& x, const matrix<floa
 bool agree(const std::string& what, const matrix<float>& a, const matrix<float>& b) {
   const double scale = std::max(1.0, double(b.cwiseAbs().maxCoeff()));
   const double d = double((a - b).cwiseAbs().maxCoeff()) / scale;
-  std::printf("  %-28s max |shatter - torch| / max(1, |y|) = %.2e  %s\n", what.c_str(), d,
+  std::printf("  %-44s max |shatter - torch| / max(1, |y|) = %.2e  %s\n", what.c_str(), d,
               d <= 1e-5 ? "ok" : "FAIL");
   return d <= 1e-5;
 }
@@ -112,6 +113,9 @@ int check_all(const std::string& dir) {
     ok = agree(c.name, net.forward(x, mode::eval), y) && ok;
     auto built = load_network<float>(path);  // and the network the file describes
     ok = agree(c.name + " (load_network)", built.forward(x, mode::eval), y) && ok;
+    auto twin = c.build();  // the same weights from shatter_torch's builders
+    load_weights(dir + "/" + c.name + ".pybuilt.safetensors", twin);
+    ok = agree(c.name + " (shatter_torch builder)", twin.forward(x, mode::eval), y) && ok;
   }
   return ok ? 0 : 1;
 }

@@ -299,9 +299,31 @@ MLP_NAMES = ["fnn_relu", "fnn_relu_bn", "resnet", "resnet_bn", "crelu", "crelu_l
 CIFAR_NAMES = ["resnet", "plain_relu", "plain_crelu", "plain_crelu_ll", "plain_prelu_ll", "plain_tat"]
 
 
+def looks_linear_(module):
+    """shatter's looks-linear initialisation in place: the first weighted layer orthogonal, every
+    later one (fed by a CReLU, possibly through pooling) [W0, -W0] with W0 orthogonal, biases 0;
+    the network is then exactly affine. For crelu_ll and plain_crelu_ll."""
+    weighted = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.no_grad():
+        for i, m in enumerate(weighted):
+            w = m.weight
+            if i == 0:
+                nn.init.orthogonal_(w.view(w.shape[0], -1))
+            else:
+                half = w.shape[1] // 2
+                w0 = torch.empty(w.shape[0], half * w[0, 0].numel(), dtype=w.dtype)
+                nn.init.orthogonal_(w0)
+                w0 = w0.view(w.shape[0], half, *w.shape[2:])
+                w.copy_(torch.cat([w0, -w0], dim=1))
+            if m.bias is not None:
+                m.bias.zero_()
+    return module
+
+
 def mlp(name, in_, width, depth, out, bias=True, beta=1.0, dtype=torch.float32):
-    """shatter's fully connected architecture `name` (network/architecture.hpp: build(a, s, g))
-    with PyTorch's default initialisation (shatter's looks-linear start comes from a file)."""
+    """shatter's fully connected architecture `name` (network/architecture.hpp: build(a, s, g));
+    crelu_ll gets the looks-linear initialisation (looks_linear_), the others PyTorch's
+    default one."""
     if name not in MLP_NAMES:
         raise ValueError(f"unknown architecture '{name}' (valid: {', '.join(MLP_NAMES)})")
     bn = name.endswith("_bn")
@@ -328,7 +350,7 @@ def mlp(name, in_, width, depth, out, bias=True, beta=1.0, dtype=torch.float32):
     m.shatter_model = json.dumps({"family": "mlp", "name": name, "in": in_, "width": width,
                                   "depth": depth, "out": out, "bias": bias, "bias_std": 0,
                                   "batch_norm": bn, "beta": beta})
-    return m
+    return looks_linear_(m) if name == "crelu_ll" else m
 
 
 def tat_slope_or_relu(layers, eta=0.9):
@@ -360,8 +382,9 @@ def tat_slope_or_relu(layers, eta=0.9):
 
 def cifar(name, depth=20, classes=10, input=(3, 32, 32), width=16, batch_norm=True, tat_eta=0.9,
           dtype=torch.float32):
-    """shatter's CIFAR architecture `name` (network/cifar.hpp: build_cifar(a, s, g)) with
-    PyTorch's default initialisation. depth = 6 n + 2."""
+    """shatter's CIFAR architecture `name` (network/cifar.hpp: build_cifar(a, s, g)), depth =
+    6 n + 2; plain_crelu_ll gets the looks-linear initialisation (looks_linear_), plain_prelu_ll
+    slopes 1, the others PyTorch's default initialisation."""
     if name not in CIFAR_NAMES or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"cifar: need a name in {CIFAR_NAMES} and depth 6 n + 2, got {name}, {depth}")
     n, layers = (depth - 2) // 6, []
@@ -421,4 +444,4 @@ def cifar(name, depth=20, classes=10, input=(3, 32, 32), width=16, batch_norm=Tr
                                   "classes": classes, "input": list(input), "width": width,
                                   "batch_norm": batch_norm, "ll": "orthogonal", "delta": False,
                                   "tat_eta": tat_eta})
-    return m
+    return looks_linear_(m) if name == "plain_crelu_ll" else m

@@ -4,12 +4,14 @@ examples/torch_roundtrip.cpp):
   torch_roundtrip.py from-shatter DIR   loads each network shatter wrote (load_module, strict),
       compares its evaluation outputs with shatter's, trains it two SGD steps (weights,
       batch-norm statistics and counters change) and writes it back (save_module) with its
-      new outputs;
+      new outputs, and once more through the same network built here from the file's recipe
+      ("shatter.model": shatter_torch.mlp / cifar);
   torch_roundtrip.py train-probe FILE IO   builds a CReLU MLP here (shatter_torch.mlp), trains it
       200 Adam steps on sin(3x), writes it (save_module) and its outputs on the probe's 256
       points of [-2, 2].
 Exits 1 when outputs differ by more than 1e-5 (relative to max(1, |y|))."""
 import glob
+import json
 import os
 import sys
 
@@ -21,8 +23,16 @@ import shatter_torch  # noqa: E402
 
 def agree(what, a, b):
     d = ((a - b).abs().max() / max(1.0, b.abs().max().item())).item()
-    print(f"  {what:<28} max |torch - shatter| / max(1, |y|) = {d:.2e}  {'ok' if d <= 1e-5 else 'FAIL'}")
+    print(f"  {what:<44} max |torch - shatter| / max(1, |y|) = {d:.2e}  {'ok' if d <= 1e-5 else 'FAIL'}")
     return d <= 1e-5
+
+
+def from_recipe(r):
+    if r["family"] == "mlp":
+        return shatter_torch.mlp(r["name"], r["in"], r["width"], r["depth"], r["out"], r["bias"],
+                                 r["beta"])
+    return shatter_torch.cifar(r["name"], r["depth"], r["classes"], tuple(r["input"]), r["width"],
+                               r["batch_norm"], r["tat_eta"])
 
 
 def from_shatter(d):
@@ -44,6 +54,12 @@ def from_shatter(d):
         with torch.no_grad():
             y = m(io["x"])
         shatter_torch.save_module(m, os.path.join(d, name + ".torch.safetensors"))
+        # The same network from this module's builders, by the recipe shatter stored: its
+        # state_dict must take m's strictly, and shatter checks its structure against its own.
+        m2 = from_recipe(json.loads(shatter_torch.read_safetensors(
+            os.path.join(d, name + ".safetensors"))[1]["shatter.model"]))
+        m2.load_state_dict(m.state_dict(), strict=True)
+        shatter_torch.save_module(m2, os.path.join(d, name + ".pybuilt.safetensors"))
         shatter_torch.write_safetensors(os.path.join(d, name + ".torch_io.safetensors"),
                                         {"x": io["x"], "y": y}, {})
     return ok
@@ -52,6 +68,14 @@ def from_shatter(d):
 def train_probe(path, io_path):
     torch.manual_seed(0)
     m = shatter_torch.mlp("crelu_ll", in_=1, width=32, depth=6, out=1)
+    t = torch.tensor([[-1.5], [0.25], [2.0]])
+    with torch.no_grad():  # looks-linear at initialisation: f is affine, f(t) = f(0) + a t
+        f, f0 = m(t)[:, 0], m(torch.zeros(1, 1))[0, 0]
+    slopes = (f - f0) / t[:, 0]
+    print(f"  looks-linear at initialisation: slopes {', '.join(f'{v:.6f}' for v in slopes.tolist())}")
+    if (slopes - slopes[0]).abs().max() > 1e-5 * max(1.0, slopes.abs().max().item()):
+        print("  FAIL: not affine")
+        return False
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     for _ in range(200):
         x = torch.rand(64, 1) * 4 - 2
