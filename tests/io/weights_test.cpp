@@ -281,3 +281,19 @@ TEST_CASE("checkpoint: an optimiser's state does not load into another kind", "[
                     Catch::Contains("saved with optimiser 'adam', not 'adamw'"));
   CHECK_NOTHROW(load_checkpoint(path, net, a, g));
 }
+
+TEST_CASE("weights: a network description is checked before anything is built", "[io][weights]") {
+  CHECK_THROWS_WITH(io::build_network<float>(R"({"input":[4,1,1],"layers":[{"kind":"dense",)"
+                                             R"("in":[4,1,1],"out":4000000000,"bias":true}]})",
+                                             "f"),
+                    Catch::Contains("f: layers.0.out is not a non-negative integer"));
+  CHECK_THROWS_WITH(io::build_network<float>(R"({"input":[65536,1,1],"layers":[{"kind":"dense",)"
+                                             R"("in":[65536,1,1],"out":65536,"bias":true}]})",
+                                             "f"),
+                    Catch::Contains("f: layers.0 has") && Catch::Contains("more than the 2^28"));
+  CHECK_THROWS_WITH(io::build_network<float>(R"({"input":[4,1,1],"layers":[{"kind":"gelu",)"
+                                             R"("in":[4,1,1]}]})",
+                                             "f"),
+                    Catch::Contains("f: layers.0 has the unknown kind \"gelu\""));
+  CHECK_THROWS_AS(io::build_network<float>("{\"input\":[4,1,1]", "f"), data_error);
+}

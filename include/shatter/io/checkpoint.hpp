@@ -197,7 +197,7 @@ void save_checkpoint(const std::string& path, sequential<T>& net,
 /// tensors of `optimizer_state` and `g`; returns epoch, step and metadata. Everything is checked
 /// before anything is written, so a refused file leaves all arguments unchanged: the file must be
 /// a valid safetensors file (see io::decode_safetensors: header, dtypes, shapes and byte ranges,
-/// truncation), a shatter checkpoint for the same architecture (the layers' descriptions match)
+/// truncation), a shatter checkpoint of the same network (its structure, "shatter.layers", matches)
 /// with an epoch and a step that are not negative, and hold exactly the tensors of the network, the
 /// optimiser state and the RNG, each with the network's dtype and shape. Any mismatch throws
 /// data_error naming the file and the tensor (missing, extra, wrong dtype or shape). Thread safety:

@@ -187,6 +187,15 @@ template <class T>
 std::unique_ptr<layer<T>> build_leaf(const json_reader& r, const json_value& v,
                                      const std::string& kind, const image_shape& in,
                                      const std::string& at) {
+  // a description read from a file must not make us allocate without bound
+  const double weights = kind == "dense" ? double(in.size()) * double(r.integer(v, "out", at))
+                         : kind == "conv2d"
+                             ? double(in.channels) * double(r.shape(v, "out", at).channels) *
+                                   double(r.integer(v, "kernel", at)) *
+                                   double(r.integer(v, "kernel", at))
+                             : 0.0;
+  require<data_error>(weights <= double(index(1) << 28), r.source, ": ", at, " has ", weights,
+                      " weights, more than the 2^28 accepted");
   if (kind == "dense")
     return std::make_unique<dense<T>>(in.size(), r.integer(v, "out", at), r.boolean(v, "bias", at),
                                       no_init);
