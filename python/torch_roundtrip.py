@@ -20,6 +20,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shatter_torch  # noqa: E402
 
+torch.set_num_threads(1)  # tiny networks: more threads only spin (10x slower on a busy machine)
+
 
 def agree(what, a, b):
     d = ((a - b).abs().max() / max(1.0, b.abs().max().item())).item()

@@ -15,10 +15,10 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$bin" write "$out"
 echo "shatter -> PyTorch:"
-OMP_NUM_THREADS=2 "$py" python/torch_roundtrip.py from-shatter "$out"
+OMP_NUM_THREADS=1 "$py" python/torch_roundtrip.py from-shatter "$out"
 echo "PyTorch -> shatter:"
 "$bin" check "$out"
 echo "a model trained in PyTorch, probed by shatter:"
-OMP_NUM_THREADS=2 "$py" python/torch_roundtrip.py train-probe "$out/trained.safetensors" \
+OMP_NUM_THREADS=1 "$py" python/torch_roundtrip.py train-probe "$out/trained.safetensors" \
   "$out/trained_io.safetensors"
 "$bin" probe "$out/trained.safetensors" "$out/trained_io.safetensors"
