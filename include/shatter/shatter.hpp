@@ -58,6 +58,7 @@
 #include "shatter/loss/mse.hpp"
 #include "shatter/loss/softmax_cross_entropy.hpp"
 #include "shatter/optim/adam.hpp"
+#include "shatter/optim/adamw.hpp"
 #include "shatter/optim/optimizer.hpp"
 #include "shatter/optim/schedule.hpp"
 #include "shatter/optim/sgd.hpp"
@@ -73,7 +74,10 @@
 #include "shatter/io/atomic_file.hpp"
 #include "shatter/io/checkpoint.hpp"
 #include "shatter/io/json.hpp"
+#include "shatter/io/model_recipe.hpp"
+#include "shatter/io/network_json.hpp"
 #include "shatter/io/safetensors.hpp"
+#include "shatter/io/weights.hpp"
 
 #include "shatter/probe/jacobian_spectrum.hpp"
 #include "shatter/probe/noise.hpp"

@@ -121,10 +121,15 @@ TEST_CASE("checkpoint: the file is plain safetensors with PyTorch's names and la
   CHECK(f.at("1.running_var").shape == std::vector<std::int64_t>{6});
   CHECK(f.at("6.weight").shape == std::vector<std::int64_t>{2, 6});
   CHECK(f.at("optimizer.momentum.3.weight").shape == std::vector<std::int64_t>{6, 6});
-  CHECK(f.at("rng.state").type == io::dtype::U64);
+  CHECK(f.at("rng.state").type == io::dtype::I64);  // torch 1.13 reads I64, not U64
+  for (const auto& kv : f.tensors) CHECK(kv.second.type != io::dtype::U64);
+  // batch norm's num_batches_tracked: an I64 scalar, as in PyTorch's state_dict
+  CHECK(f.at("1.num_batches_tracked").type == io::dtype::I64);
+  CHECK(f.at("1.num_batches_tracked").shape.empty());
   CHECK(f.metadata.at("shatter.format") == checkpoint_format);
   CHECK(f.metadata.at("shatter.scalar") == "float");
-  CHECK(f.tensors.size() == net.parameters().size() + net.buffers().size() + state.refs.size() + 1);
+  CHECK(f.tensors.size() ==
+        net.parameters().size() + net.buffers().size() + 2 + state.refs.size() + 1);
 }
 
 TEST_CASE("checkpoint: every mismatch is refused with the tensor's name; nothing is changed") {
@@ -161,32 +166,32 @@ TEST_CASE("checkpoint: every mismatch is refused with the tensor's name; nothing
   SECTION("missing parameter") {
     auto f = good;
     f.tensors.erase("3.bias");
-    refused(f, "tensor '3.bias' is missing");
+    refused(f, "1 tensor of the network is missing from the file: '3.bias'");
   }
   SECTION("missing buffer") {
     auto f = good;
     f.tensors.erase("4.running_var");
-    refused(f, "tensor '4.running_var' is missing");
+    refused(f, "missing from the file: '4.running_var'");
   }
   SECTION("missing optimiser state") {
     auto f = good;
     f.tensors.erase("optimizer.momentum.6.weight");
-    refused(f, "tensor 'optimizer.momentum.6.weight' is missing");
+    refused(f, "missing from the file: 'optimizer.momentum.6.weight'");
   }
   SECTION("extra tensor") {
     auto f = good;
     f.tensors["7.weight"] = io::to_tensor(matrix<double>::Zero(2, 2).eval());
-    refused(f, "tensors the network and optimiser do not: '7.weight'");
+    refused(f, "1 tensor of the file is not in the network: '7.weight'");
   }
   SECTION("shape mismatch") {
     auto f = good;
     f.tensors["3.weight"] = io::to_tensor(matrix<double>::Zero(6, 5).eval());
-    refused(f, "tensor '3.weight' has shape [6, 5] in the checkpoint but [6, 6] in the network");
+    refused(f, "tensor '3.weight' has shape [6, 5] in the file but [6, 6] in the network");
   }
   SECTION("transposed weight") {
     auto f = good;
     f.tensors["0.weight"] = io::to_tensor(matrix<double>::Zero(3, 6).eval());
-    refused(f, "tensor '0.weight' has shape [3, 6] in the checkpoint but [6, 3]");
+    refused(f, "tensor '0.weight' has shape [3, 6] in the file but [6, 3]");
   }
   SECTION("dtype mismatch") {
     auto f = good;
@@ -196,7 +201,7 @@ TEST_CASE("checkpoint: every mismatch is refused with the tensor's name; nothing
   SECTION("bad rng state") {
     auto f = good;
     f.tensors["rng.state"] = io::to_tensor(std::vector<std::uint64_t>{1, 2, 3});
-    refused(f, "'rng.state' must be U64 [6]");
+    refused(f, "'rng.state' must be I64 [6]");
   }
   SECTION("not a checkpoint") {
     auto f = good;
@@ -210,8 +215,11 @@ TEST_CASE("checkpoint: every mismatch is refused with the tensor's name; nothing
   }
   SECTION("another architecture") {
     auto f = good;
-    f.metadata["shatter.architecture"] = detail::architecture_of(make_net<double>(1, 7));
-    refused(f, "written for another network (first difference at layer 0)");
+    auto other = make_net<double>(1, 7);
+    f.metadata["shatter.layers"] = io::describe_network(other);
+    refused(f,
+            "written for another network (first difference at layer 0, layers.0.out: 7 against "
+            "6):\n  file:    dense(3 -> 7, bias)\n  network: dense(3 -> 6, bias)");
   }
   SECTION("a float checkpoint into a double network") {
     auto fnet = make_net<float>(1);
@@ -224,7 +232,9 @@ TEST_CASE("checkpoint: every mismatch is refused with the tensor's name; nothing
   SECTION("saved without optimiser state, loaded with") {
     save_checkpoint(bad, net, {}, g, 0, 0);
     CHECK_THROWS_WITH(load_checkpoint(bad, target, tstate.refs, tg),
-                      Catch::Contains("'optimizer.momentum.0.weight' is missing"));
+                      Catch::Contains("10 tensors of the network are missing from the file: "
+                                      "'optimizer.momentum.0.weight', 'optimizer.momentum.0.bias', "
+                                      "'optimizer.momentum.1.weight' and 7 more"));
     unchanged();
   }
   SECTION("truncated file") {

@@ -323,6 +323,7 @@ TEST_CASE("probing leaves the network as it was", "[probe][sweep]") {
   });
   REQUIRE(bns.size() == 3);
   bns[1]->set_gradient_mode(bn_gradient::fixed_stats);
+  bns[2]->set_batches_tracked(5);
   sweep(net, opts(16, bn_statistics::through, gradient_method::automatic));
   sweep(net, opts(16, bn_statistics::fixed, gradient_method::backprop));
   sweep(net);
@@ -330,6 +331,8 @@ TEST_CASE("probing leaves the network as it was", "[probe][sweep]") {
   for (std::size_t i = 0; i < before.size(); ++i) CHECK(*after[i].value == before[i]);
   CHECK(bns[0]->gradient_mode() == bn_gradient::through_batch_stats);
   CHECK(bns[1]->gradient_mode() == bn_gradient::fixed_stats);
+  CHECK(bns[0]->batches_tracked() == 0);  // the backprop sweep's training forwards not counted
+  CHECK(bns[2]->batches_tracked() == 5);
 }
 
 TEST_CASE("a user's own layer is swept through its tangent kernel, equal to backprop",

@@ -106,3 +106,25 @@ TEST_CASE("README: plans") {
     CHECK(f.cols() == 256);
   }
 }
+
+TEST_CASE("README: weights only, and the network from the file alone") {
+  shatter::test::temp_dir dir;
+  const std::string file = dir.file("net.safetensors");
+  shatter::rng rng(3);
+  shatter::mlp_spec spec;
+  spec.in = 2;
+  spec.width = 4;
+  spec.out = 2;
+  auto net = shatter::build<float>(shatter::architecture::resnet_bn, spec, rng);
+  auto other = shatter::build<float>(shatter::architecture::resnet_bn, spec, rng);
+  shatter::save_weights(file, net);
+  const auto r = shatter::load_weights(file, other);
+  CHECK(r.missing.empty());
+  CHECK(r.skipped.empty());
+  CHECK(r.summary() == "loaded 11 tensors; skipped 0; not found 0");
+  auto net2 = shatter::load_network<float>(file);
+  const shatter::matrix<float> x = shatter::matrix<float>::Ones(2, 3);
+  const shatter::matrix<float> y = net.forward(x, shatter::mode::eval);
+  CHECK(other.forward(x, shatter::mode::eval) == y);
+  CHECK(net2.forward(x, shatter::mode::eval) == y);
+}

@@ -15,6 +15,8 @@ namespace shatter {
 /// Derivative at z = 0: the gradient flows through the first half only, dy/dz = (1[z >= 0],
 /// -1[z < 0]). Exactly one half passes it for every z, so d(relu(z) - relu(-z))/dz = 1
 /// everywhere, including 0, and a looks-linear network's input gradient is exactly constant.
+/// PyTorch's torch.cat([relu(z), relu(-z)]) differs there alone: relu'(0) = 0 on both halves,
+/// so a unit with z exactly 0 passes no gradient (README, "Differences from PyTorch").
 /// Backward reads the input. Thread safety: see layer.
 template <class T>
 class crelu final : public layer<T> {

@@ -1,4 +1,4 @@
-// shatter: training checkpoints (parameters, buffers, optimiser and RNG state) as safetensors.
+// shatter: training checkpoints (weights, optimiser and RNG state, epoch, step) as safetensors.
 #ifndef SHATTER_IO_CHECKPOINT_HPP
 #define SHATTER_IO_CHECKPOINT_HPP
 
@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -17,6 +18,7 @@
 #include "shatter/core/error.hpp"
 #include "shatter/core/rng.hpp"
 #include "shatter/io/safetensors.hpp"
+#include "shatter/io/weights.hpp"
 #include "shatter/layer/layer.hpp"
 #include "shatter/network/sequential.hpp"
 #include "shatter/version.hpp"
@@ -31,48 +33,19 @@ struct checkpoint_info {
   std::map<std::string, std::string> metadata;
 };
 
-/// Checkpoint file layout (a plain safetensors file, so PyTorch's `safetensors.torch.load_file`
-/// reads it; the network's names match an `nn.Sequential` state_dict):
-/// - "<i>.weight", "<i>.bias", ... : the network's parameters (`net.parameters()`), dense weights
-///   as [out, in] row-major, biases and other single-column tensors 1-D;
-/// - "<i>.running_mean", "<i>.running_var": the buffers (`net.buffers()`);
+/// Checkpoint file layout: a weights file (see weights_format: the network's state_dict under
+/// PyTorch's names and shapes, conv weights [out, in, kh, kw], batch norms' num_batches_tracked,
+/// the structure in "shatter.layers") plus
 /// - "optimizer.<name>": each optimiser state tensor, e.g. "optimizer.momentum.0.weight";
-/// - "rng.state": U64 [6], the RNG's `state()`;
-/// all in F32 (float networks) or F64 (double). Metadata: "shatter.format" =
-/// checkpoint_format, "shatter.version", "shatter.architecture" (the layers' descriptions,
-/// "; "-separated), "shatter.epoch", "shatter.step", "shatter.scalar", and with an optimiser
-/// object "shatter.optimizer", "shatter.optimizer.steps", "shatter.optimizer.lr"; then the user's
-/// own keys (which must not start with "shatter.").
-inline constexpr const char* checkpoint_format = "shatter-checkpoint-1";
+/// - "rng.state": I64 [6], the RNG's `state()` words bit for bit (torch 1.13 reads I64, not U64);
+/// and the metadata "shatter.format" = checkpoint_format, "shatter.epoch", "shatter.step", and
+/// with an optimiser object "shatter.optimizer" (its kind), "shatter.optimizer.steps",
+/// "shatter.optimizer.lr". Files of the previous format, "shatter-checkpoint-1" (conv weights
+/// 2-D, no num_batches_tracked, rng state U64), still load. load_weights reads the weights of
+/// a checkpoint without its optimiser.
+inline constexpr const char* checkpoint_format = "shatter-checkpoint-2";
 
 namespace detail {
-
-/// "dense(1 -> 8, bias); crelu(8 -> 16); ..." for the top-level layers of a network.
-template <class T>
-std::string architecture_of(const sequential<T>& net) {
-  std::string s;
-  for (std::size_t i = 0; i < net.size(); ++i) s += (i ? "; " : "") + net[i].describe();
-  return s;
-}
-
-/// The tensors a checkpoint of (net, optimizer state) holds, with their file names.
-template <class T>
-std::vector<std::pair<std::string, matrix<T>*>> checkpoint_tensors(
-    sequential<T>& net, const std::vector<tensor_ref<T>>& optimizer_state) {
-  std::vector<std::pair<std::string, matrix<T>*>> out;
-  for (auto& p : net.parameters()) out.emplace_back(p.name, p.value);
-  for (auto& b : net.buffers()) out.emplace_back(b.name, b.value);
-  for (const auto& s : optimizer_state) {
-    require<config_error>(s.value != nullptr, "checkpoint: optimizer state '", s.name,
-                          "' has no value");
-    out.emplace_back("optimizer." + s.name, s.value);
-  }
-  std::set<std::string> seen{"rng.state"};
-  for (const auto& t : out)
-    require<config_error>(seen.insert(t.first).second, "checkpoint: two tensors named '", t.first,
-                          "'");
-  return out;
-}
 
 /// Parses a decimal int64 metadata value; data_error naming the key and file otherwise.
 inline std::int64_t metadata_int(const std::map<std::string, std::string>& m,
@@ -93,6 +66,18 @@ inline std::int64_t metadata_int(const std::map<std::string, std::string>& m,
   return negative ? -v : v;
 }
 
+/// The optimiser state as file entries ("optimizer.<name>", 2-D or 1-D like any matrix).
+template <class T>
+std::vector<file_entry<T>> optimizer_entries(const std::vector<tensor_ref<T>>& state) {
+  std::vector<file_entry<T>> out;
+  for (const auto& s : state) {
+    require<config_error>(s.value != nullptr, "checkpoint: optimizer state '", s.name,
+                          "' has no value");
+    out.push_back({"optimizer." + s.name, s.value, io::shape_of(*s.value)});
+  }
+  return out;
+}
+
 template <class T>
 void save_checkpoint_impl(const std::string& path, sequential<T>& net,
                           const std::vector<tensor_ref<T>>& optimizer_state, const rng& g,
@@ -102,25 +87,35 @@ void save_checkpoint_impl(const std::string& path, sequential<T>& net,
   require<config_error>(epoch >= 0 && step >= 0,
                         "save_checkpoint: epoch and step must be >= 0, got ", epoch, " and ", step);
   io::safetensors_file f;
-  for (const auto& kv : user_metadata) {
-    require<config_error>(kv.first.rfind("shatter.", 0) != 0, "save_checkpoint: metadata key '",
-                          kv.first,
-                          "' is reserved (keys starting with \"shatter.\" are the "
-                          "library's)");
-    f.metadata[kv.first] = kv.second;
-  }
-  f.metadata["shatter.format"] = checkpoint_format;
-  f.metadata["shatter.version"] = version;
-  f.metadata["shatter.architecture"] = architecture_of(net);
-  f.metadata["shatter.scalar"] = std::is_same_v<T, float> ? "float" : "double";
+  put_network(f, net, checkpoint_format, user_metadata, "save_checkpoint");
   f.metadata["shatter.epoch"] = std::to_string(epoch);
   f.metadata["shatter.step"] = std::to_string(step);
   for (const auto& kv : extra) f.metadata[kv.first] = kv.second;
-  for (const auto& t : checkpoint_tensors(net, optimizer_state))
-    f.tensors[t.first] = io::to_tensor(*t.second);
+  for (const auto& e : optimizer_entries(optimizer_state)) {
+    io::tensor t = io::to_tensor(*e.value);
+    require<config_error>(e.name != "rng.state" && f.tensors.emplace(e.name, std::move(t)).second,
+                          "checkpoint: two tensors named '", e.name, "'");
+  }
   const auto st = g.state();
-  f.tensors["rng.state"] = io::to_tensor(std::vector<std::uint64_t>(st.begin(), st.end()));
+  std::vector<std::int64_t> words(st.size());
+  for (std::size_t i = 0; i < st.size(); ++i) std::memcpy(&words[i], &st[i], sizeof st[i]);
+  f.tensors["rng.state"] = io::to_tensor(words);
   io::write_safetensors(path, f);
+}
+
+/// The RNG words of a checkpoint's "rng.state" (I64 [6], or U64 [6] in older files).
+inline std::array<std::uint64_t, 6> rng_words(const io::safetensors_file& f,
+                                              const std::string& path) {
+  auto r = f.tensors.find("rng.state");
+  require<data_error>(r != f.tensors.end(), path, ": tensor 'rng.state' is missing");
+  const io::tensor& t = r->second;
+  require<data_error>((t.type == io::dtype::I64 || t.type == io::dtype::U64) &&
+                          t.shape == std::vector<std::int64_t>{6},
+                      path, ": tensor 'rng.state' must be I64 [6] (U64 [6] in older files), is ",
+                      io::dtype_name(t.type), " ", io::detail::shape_text(t.shape));
+  std::array<std::uint64_t, 6> st{};
+  for (std::size_t i = 0; i < 6; ++i) st[i] = io::detail::get_le<std::uint64_t>(&t.data[8 * i]);
+  return st;
 }
 
 template <class T>
@@ -128,26 +123,16 @@ checkpoint_info load_checkpoint_impl(const io::safetensors_file& f, const std::s
                                      sequential<T>& net,
                                      const std::vector<tensor_ref<T>>& optimizer_state, rng& g) {
   const auto& md = f.metadata;
+  bool old = false;
   auto fmt = md.find("shatter.format");
-  require<data_error>(fmt != md.end() && fmt->second == checkpoint_format, path,
+  require<data_error>(known_format(md, old) && fmt->second != weights_format, path,
                       ": not a shatter checkpoint (metadata \"shatter.format\" is ",
                       fmt == md.end() ? "missing" : "\"" + fmt->second + "\"", ", expected \"",
-                      checkpoint_format, "\")");
-  const std::string arch = architecture_of(net);
-  auto a = md.find("shatter.architecture");
-  require<data_error>(a != md.end(), path, ": checkpoint has no \"shatter.architecture\"");
-  if (a->second != arch) {
-    // Name the first layer that differs.
-    std::size_t i = 0, layer = 0;
-    while (i < arch.size() && i < a->second.size() && arch[i] == a->second[i]) {
-      if (arch[i] == ';') ++layer;
-      ++i;
-    }
-    throw data_error(cat(path,
-                         ": checkpoint was written for another network (first difference at "
-                         "layer ",
-                         layer, "):\n  checkpoint: ", a->second, "\n  network:    ", arch));
-  }
+                      checkpoint_format, "\"",
+                      fmt != md.end() && fmt->second == weights_format
+                          ? "; a weights file: load it with load_weights)"
+                          : ")");
+  check_structure(md, net, path);
   checkpoint_info info;
   info.epoch = metadata_int(md, "shatter.epoch", path);
   info.step = metadata_int(md, "shatter.step", path);
@@ -157,39 +142,24 @@ checkpoint_info load_checkpoint_impl(const io::safetensors_file& f, const std::s
   info.metadata = md;
 
   // Check everything first, so that a refused file leaves the network untouched.
-  const auto wanted = checkpoint_tensors(net, optimizer_state);
-  const io::dtype dt = io::dtype_of<T>();
-  for (const auto& w : wanted) {
-    auto it = f.tensors.find(w.first);
-    require<data_error>(it != f.tensors.end(), path, ": tensor '", w.first,
-                        "' is missing from the checkpoint");
-    const io::tensor& t = it->second;
-    require<data_error>(t.type == dt, path, ": tensor '", w.first, "' is stored as ",
-                        io::dtype_name(t.type), " but the network uses ", io::dtype_name(dt));
-    const auto shape = io::shape_of(*w.second);
-    require<data_error>(t.shape == shape, path, ": tensor '", w.first, "' has shape ",
-                        io::detail::shape_text(t.shape), " in the checkpoint but ",
-                        io::detail::shape_text(shape), " in the network");
-  }
-  auto r = f.tensors.find("rng.state");
-  require<data_error>(r != f.tensors.end(), path, ": tensor 'rng.state' is missing");
-  require<data_error>(
-      r->second.type == io::dtype::U64 && r->second.shape == std::vector<std::int64_t>{6}, path,
-      ": tensor 'rng.state' must be U64 [6], is ", io::dtype_name(r->second.type), " ",
-      io::detail::shape_text(r->second.shape));
-  require<data_error>(f.tensors.size() == wanted.size() + 1, [&] {
-    std::set<std::string> known{"rng.state"};
-    for (const auto& w : wanted) known.insert(w.first);
-    std::string extra;
-    for (const auto& kv : f.tensors)
-      if (!known.count(kv.first)) extra += (extra.empty() ? "'" : ", '") + kv.first + "'";
-    return cat(path, ": the checkpoint has tensors the network and optimiser do not: ", extra);
-  }());
-
-  for (const auto& w : wanted) *w.second = io::to_matrix<T>(f.tensors.at(w.first), w.first);
-  const auto words = io::to_vector<std::uint64_t>(r->second, "rng.state");
-  std::array<std::uint64_t, 6> st{};
-  for (std::size_t i = 0; i < 6; ++i) st[i] = words[i];
+  auto entries = file_entries(net);
+  const auto opt = optimizer_entries(optimizer_state);
+  entries.insert(entries.end(), opt.begin(), opt.end());
+  const auto m = match_entries(f, path, entries, /*exact_dtype=*/true, old);
+  const auto st = rng_words(f, path);
+  std::vector<std::string> extra;
+  bool optimizer_extra = false;
+  for (const auto& name : m.unmatched)
+    if (name != "rng.state") {
+      extra.push_back(name);
+      optimizer_extra = optimizer_extra || name.rfind("optimizer.", 0) == 0;
+    }
+  require<data_error>(m.missing.empty() && extra.empty(),
+                      mismatch_message(path, m.missing, extra,
+                                       optimizer_extra && optimizer_state.empty()
+                                           ? " (to load the weights alone use load_weights)"
+                                           : ""));
+  assign_entries(m);
   g.set_state(st);
   return info;
 }
@@ -227,7 +197,7 @@ void save_checkpoint(const std::string& path, sequential<T>& net,
 /// tensors of `optimizer_state` and `g`; returns epoch, step and metadata. Everything is checked
 /// before anything is written, so a refused file leaves all arguments unchanged: the file must be
 /// a valid safetensors file (see io::decode_safetensors: header, dtypes, shapes and byte ranges,
-/// truncation), a shatter checkpoint for the same architecture (the layers' descriptions match)
+/// truncation), a shatter checkpoint of the same network (its structure, "shatter.layers", matches)
 /// with an epoch and a step that are not negative, and hold exactly the tensors of the network, the
 /// optimiser state and the RNG, each with the network's dtype and shape. Any mismatch throws
 /// data_error naming the file and the tensor (missing, extra, wrong dtype or shape). Thread safety:
@@ -266,7 +236,8 @@ checkpoint_info load_checkpoint(const std::string& path, sequential<T>& net, Opt
   require<data_error>(kind != f.metadata.end(), path,
                       ": checkpoint has no optimiser record (saved without an optimiser object)");
   require<data_error>(kind->second == opt.kind(), path, ": checkpoint was saved with optimiser '",
-                      kind->second, "', not '", opt.kind(), "'");
+                      kind->second, "', not '", opt.kind(),
+                      "' (the state of one kind does not fit the other)");
   const std::int64_t steps = detail::metadata_int(f.metadata, "shatter.optimizer.steps", path);
   require<data_error>(steps >= 0, path, ": negative optimiser step counter ", steps);
   auto lr_it = f.metadata.find("shatter.optimizer.lr");

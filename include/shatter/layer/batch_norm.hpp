@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "shatter/core/communicator.hpp"
 #include "shatter/exec/pool.hpp"
@@ -25,7 +26,9 @@ enum class bn_gradient {
 /// In evaluation mode the running statistics are used and backward treats them as constants.
 /// The statistics of a forward are saved for backward (saved_size() = 2 channels + 1), which
 /// reads the input and recomputes the normalised values from it; replay recomputes the output
-/// from the input with the saved statistics. Thread safety: see layer.
+/// from the input with the saved statistics. Each training forward also counts one batch
+/// (batches_tracked(), PyTorch's `num_batches_tracked`; checkpoints keep it, nothing else reads
+/// it). Thread safety: see layer.
 /// Synchronized statistics (set_sync): in training mode mu and var are those of the global
 /// batch, the union of every rank's batch (sums all-reduced: two reductions of `channels`
 /// values in forward, one of 2 `channels` in backward, whose input gradient is then that of the
@@ -107,6 +110,7 @@ class batch_norm final : public layer<T> {
       normalise(x, y, c, last_mean_(c), last_inv_std_(c));
     });
     if (env.saved) env.saved[2 * c_] = batch ? T(x.cols() * s_) : T(0);
+    if (batch) ++batches_tracked_;
   }
 
   void replay_kernel(const_batch_view<T> x, batch_view<T> y, const kernel_env<T>& env) override {
@@ -190,6 +194,18 @@ class batch_norm final : public layer<T> {
   /// Running mean and (unbiased) variance used in evaluation mode (channels x 1).
   matrix<T>& running_mean() { return running_mean_; }
   matrix<T>& running_var() { return running_var_; }
+  /// Training forwards so far (PyTorch's `num_batches_tracked`); set when a checkpoint is
+  /// loaded (n >= 0).
+  std::int64_t batches_tracked() const { return batches_tracked_; }
+  void set_batches_tracked(std::int64_t n) {
+    require<config_error>(n >= 0, describe(), ": batches tracked must be >= 0, got ", n);
+    batches_tracked_ = n;
+  }
+  /// Channels, spatial positions per channel, eps and momentum, as constructed.
+  index channels() const { return c_; }
+  index spatial() const { return s_; }
+  T eps() const { return eps_; }
+  T momentum() const { return momentum_; }
   /// Mean and 1/sqrt(var + eps) used by the last forward or tangent (per channel).
   const vector<T>& last_mean() const { return last_mean_; }
   const vector<T>& last_inv_std() const { return last_inv_std_; }
@@ -235,6 +251,7 @@ class batch_norm final : public layer<T> {
       normalise(x, y, c, last_mean_(c), last_inv_std_(c));
     });
     if (env.saved) env.saved[2 * c_] = count;
+    ++batches_tracked_;
   }
   /// Backward through the global batch's statistics: the sums of g and g xhat all-reduced.
   void synced_backward(const_batch_view<T> x, const_batch_view<T> dy, batch_view<T> dx,
@@ -314,6 +331,7 @@ class batch_norm final : public layer<T> {
   vector<T> last_mean_, last_inv_std_, batch_var_;
   communicator* sync_ = nullptr;  ///< ranks whose batches share the statistics (null: none)
   vector<T> sums_;                ///< per-channel sums exchanged with the other ranks
+  std::int64_t batches_tracked_ = 0;
 };
 
 }  // namespace shatter

@@ -30,6 +30,9 @@ class max_pool2d final : public layer<T> {
   }
 
   std::string kind() const override { return "max_pool2d"; }
+  /// Window size and stride.
+  index kernel() const { return k_; }
+  index stride() const { return stride_; }
   std::string describe() const override {
     return detail::cat("max_pool2d(", in_.str(), " -> ", out_.str(), ", ", k_, "x", k_, ", stride ",
                        stride_, ")");

@@ -24,6 +24,8 @@ class subsample_pad final : public layer<T> {
     out_ = {out_channels, (in.height - 1) / stride + 1, (in.width - 1) / stride + 1};
   }
   std::string kind() const override { return "subsample_pad"; }
+  /// Keeps every stride()-th row and column.
+  index stride() const { return stride_; }
   std::string describe() const override {
     return detail::cat("subsample_pad(", in_.str(), " -> ", out_.str(), ")");
   }

@@ -21,30 +21,15 @@ struct adam_options {
   bool decoupled_weight_decay = false;  ///< false: L2 as torch.optim.Adam; true: AdamW
 };
 
-/// Adam with PyTorch's `torch.optim.Adam` semantics: at step t (1-based), per parameter p,
-///   d = g + lambda p  (AdamW instead: p *= 1 - lr lambda, d = g);
-///   m = b1 m + (1 - b1) d;   v = b2 v + (1 - b2) d^2;
-///   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-/// State: "adam.m.<name>" and "adam.v.<name>" per parameter; t is `steps()`.
-template <class T>
-class adam final : public optimizer<T> {
- public:
-  /// Binds `params`; config_error for an invalid option.
-  adam(std::vector<tensor_ref<T>> params, const adam_options& o = {})
-      : optimizer<T>(std::move(params), o.lr, "adam"), o_(o) {
-    require<config_error>(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
-                          "adam: beta1 and beta2 must be in [0, 1), got ", o.beta1, " and ",
-                          o.beta2);
-    require<config_error>(std::isfinite(o.eps) && o.eps > 0, "adam: eps must be > 0, got ", o.eps);
-    require<config_error>(std::isfinite(o.weight_decay) && o.weight_decay >= 0,
-                          "adam: weight decay must be finite and >= 0, got ", o.weight_decay);
-    for (const auto& p : this->params_) {
-      m_.push_back(matrix<T>::Zero(p.value->rows(), p.value->cols()));
-      v_.push_back(matrix<T>::Zero(p.value->rows(), p.value->cols()));
-    }
-  }
+namespace detail {
 
-  std::string kind() const override { return "adam"; }
+/// The Adam update shared by `adam` and `adamw` (see adam): options, moments, the step.
+template <class T>
+class adam_base : public optimizer<T> {
+ public:
+  /// "adamw" with decoupled weight decay (whichever class), else "adam": the two keep the same
+  /// state but compute different updates, so a checkpoint of one does not load into the other.
+  std::string kind() const override { return o_.decoupled_weight_decay ? "adamw" : "adam"; }
 
   void step() override {
     const double t = static_cast<double>(this->steps_ + 1);
@@ -91,9 +76,41 @@ class adam final : public optimizer<T> {
   /// The options given at construction (the learning rate may have changed since).
   const adam_options& options() const { return o_; }
 
+ protected:
+  /// Binds `params`; config_error naming `who` for an invalid option.
+  adam_base(std::vector<tensor_ref<T>> params, const adam_options& o, const char* who)
+      : optimizer<T>(std::move(params), o.lr, who), o_(o) {
+    require<config_error>(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, who,
+                          ": beta1 and beta2 must be in [0, 1), got ", o.beta1, " and ", o.beta2);
+    require<config_error>(std::isfinite(o.eps) && o.eps > 0, who, ": eps must be > 0, got ", o.eps);
+    require<config_error>(std::isfinite(o.weight_decay) && o.weight_decay >= 0, who,
+                          ": weight decay must be finite and >= 0, got ", o.weight_decay);
+    for (const auto& p : this->params_) {
+      m_.push_back(matrix<T>::Zero(p.value->rows(), p.value->cols()));
+      v_.push_back(matrix<T>::Zero(p.value->rows(), p.value->cols()));
+    }
+  }
+
  private:
   adam_options o_;
   std::vector<matrix<T>> m_, v_;
+};
+
+}  // namespace detail
+
+/// Adam with PyTorch's `torch.optim.Adam` semantics: at step t (1-based), per parameter p,
+///   d = g + lambda p  (decoupled, as AdamW: p *= 1 - lr lambda, d = g);
+///   m = b1 m + (1 - b1) d;   v = b2 v + (1 - b2) d^2;
+///   p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+/// State: "adam.m.<name>" and "adam.v.<name>" per parameter; t is `steps()`. Its kind is "adam",
+/// or "adamw" with decoupled_weight_decay (prefer shatter::adamw, optim/adamw.hpp, which has
+/// AdamW's defaults).
+template <class T>
+class adam final : public detail::adam_base<T> {
+ public:
+  /// Binds `params`; config_error for an invalid option.
+  adam(std::vector<tensor_ref<T>> params, const adam_options& o = {})
+      : detail::adam_base<T>(std::move(params), o, "adam") {}
 };
 
 }  // namespace shatter

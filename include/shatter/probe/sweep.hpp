@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -68,8 +69,9 @@ struct sweep_result {
   gradient_method method = gradient_method::automatic;  ///< the method actually used
 };
 
-/// Saves what a probe changes in a network (running statistics, batch-norm gradient modes, the
-/// input-gradient switch) and restores it on destruction, so probing leaves the network as it was.
+/// Saves what a probe changes in a network (running statistics, batch-norm gradient modes and
+/// batch counters, the input-gradient switch) and restores it on destruction, so probing leaves the
+/// network as it was.
 template <class T>
 class network_state_guard {
  public:
@@ -77,12 +79,16 @@ class network_state_guard {
     net.collect_buffers("", buffers_);
     for (auto& b : buffers_) saved_.push_back(*b.value);
     for_each_leaf(net, [this](layer<T>& l, const std::string&) {
-      if (auto* bn = dynamic_cast<batch_norm<T>*>(&l)) modes_.emplace_back(bn, bn->gradient_mode());
+      if (auto* bn = dynamic_cast<batch_norm<T>*>(&l))
+        modes_.push_back({bn, bn->gradient_mode(), bn->batches_tracked()});
     });
   }
   ~network_state_guard() {
     for (std::size_t i = 0; i < buffers_.size(); ++i) *buffers_[i].value = saved_[i];
-    for (auto& m : modes_) m.first->set_gradient_mode(m.second);
+    for (auto& m : modes_) {
+      m.bn->set_gradient_mode(m.mode);
+      m.bn->set_batches_tracked(m.batches);
+    }
     net_.set_input_gradient(input_grad_);
   }
   network_state_guard(const network_state_guard&) = delete;
@@ -93,7 +99,12 @@ class network_state_guard {
   bool input_grad_;
   std::vector<tensor_ref<T>> buffers_;
   std::vector<matrix<T>> saved_;
-  std::vector<std::pair<batch_norm<T>*, bn_gradient>> modes_;
+  struct bn_state {
+    batch_norm<T>* bn;
+    bn_gradient mode;
+    std::int64_t batches;
+  };
+  std::vector<bn_state> modes_;
 };
 
 namespace detail {

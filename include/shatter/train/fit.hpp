@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -279,6 +280,35 @@ void check_fit_data(const sequential<T>& net, const dataset<T>& train, const dat
     require<shape_error>(test.features() == net.in_size(), "fit: the network takes ", net.in_size(),
                          " features per sample but the test set has ", test.features());
   }
+}
+
+/// Refuses an optimiser that would train nothing, or not everything: one bound to parameters
+/// that are not this network's (built for a copy of it) or that misses some of its parameters
+/// (built before a layer was added). config_error naming the first few parameters and the count.
+template <class T>
+void check_optimizer_covers(sequential<T>& net, const optimizer<T>& opt) {
+  std::set<const matrix<T>*> bound, mine;
+  for (const auto& p : opt.parameters()) bound.insert(p.value);
+  std::vector<std::string> uncovered, foreign;
+  for (const auto& p : net.parameters()) {
+    mine.insert(p.value);
+    if (!bound.count(p.value)) uncovered.push_back(p.name);
+  }
+  for (const auto& p : opt.parameters())
+    if (!mine.count(p.value)) foreign.push_back(p.name);
+  auto names = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (std::size_t i = 0; i < v.size() && i < 3; ++i) s += (i ? ", '" : "'") + v[i] + "'";
+    return v.size() > 3 ? cat(s, " and ", v.size() - 3, " more") : s;
+  };
+  require<config_error>(foreign.empty(), "fit: the ", opt.kind(), " optimiser is bound to ",
+                        foreign.size(), " parameter(s) that are not this network's (",
+                        names(foreign),
+                        "): was it built for a copy of the network? Build it from "
+                        "net.parameters() of the network being trained");
+  require<config_error>(uncovered.empty(), "fit: the ", opt.kind(), " optimiser does not cover ",
+                        uncovered.size(), " of the network's parameters (", names(uncovered),
+                        "): was a layer added after it was built? Build the optimiser last");
 }
 
 /// Batches in an epoch of `n` samples: the last one partial unless `o.drop_last`; config_error
@@ -932,6 +962,7 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
                Transform&& transform) {
   detail::check_fit_options(o);
   detail::check_fit_data(net, train, test);
+  detail::check_optimizer_covers(net, opt);
   const std::int64_t per_epoch = detail::fit_batches_per_epoch(train.size(), o);
   detail::check_single_sample_batches(net, train.size(), o);
   detail::check_rank_shards(net, train.size(), o);
