@@ -6,6 +6,10 @@
 //   shattering [--out DIR] [--seeds N] [--width W] [--points M] [--depths 1,2,4,...]
 //              [--archs fnn_relu,resnet_bn,...] [--threads T] [--bias-std S]
 //              [--bn-grad fixed|through|running] [--json]
+//   shattering conv [--archs ...] [--depths 8,20,...] [--bn off|on|both] [--line pairs|random|both]
+//              [--seeds N] [--points M] [--quick] ...   (the CIFAR convnets; see conv_sweep.hpp)
+//   shattering plane [--archs ...] [--depths 1,24,50,200] [--points 65] [--seeds 3] ...
+//              (2-D gradient maps of 2-input nets; see plane_maps.hpp)
 //
 // --depths and --archs restrict every network it probes: a figure panel is drawn only from a
 // requested architecture at a requested depth (Figure 3 and the batch-norm comparison use the
@@ -27,6 +31,8 @@
 #include <tuple>
 #include <vector>
 
+#include "conv_sweep.hpp"
+#include "plane_maps.hpp"
 #include "program_support.hpp"
 #include "shatter/core/threads.hpp"
 #include "shatter/network/builders.hpp"
@@ -857,5 +863,12 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string sub = argc > 1 ? argv[1] : "";
+  if (sub == "conv")
+    return program::run_main("shattering conv",
+                             [&] { return conv_sweep::run(argc - 1, argv + 1); });
+  if (sub == "plane")
+    return program::run_main("shattering plane",
+                             [&] { return plane_maps::run(argc - 1, argv + 1); });
   return program::run_main("shattering", [&] { return run(argc, argv); });
 }
