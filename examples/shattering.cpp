@@ -1,7 +1,8 @@
 // The main demo: reproduces the shattered-gradients evidence of Balduzzi et al. (2017),
 // Figures 1-3 and the depth rates, for the architectures fnn_relu, fnn_relu_bn, resnet,
-// resnet_bn, crelu and crelu_ll. Writes tables to stdout, CSV files, a gnuplot script and (when
-// gnuplot is installed) PNG plots into the output folder; progress and messages go to stderr.
+// resnet_bn, crelu, crelu_ll, prelu_ll and tat. Writes tables to stdout, CSV files, a gnuplot
+// script and (when gnuplot is installed) PNG plots into the output folder; progress and messages go
+// to stderr.
 //
 //   shattering [--out DIR] [--seeds N] [--width W] [--points M] [--depths 1,2,4,...]
 //              [--archs fnn_relu,resnet_bn,...] [--threads T] [--bias-std S]
@@ -723,12 +724,13 @@ void plot_figure3(std::ostream& g, const config& c, const figure_plan& f,
 }
 
 void plot_depth_sweep(std::ostream& g, const config& c, std::vector<std::string>& pngs) {
-  const char* colours[] = {"#d62728", "#ff7f0e", "#1f77b4", "#17becf", "#9467bd", "#2ca02c"};
+  const char* colours[] = {"#d62728", "#ff7f0e", "#1f77b4", "#17becf",
+                           "#9467bd", "#2ca02c", "#8c564b", "#e377c2"};
   auto curves = [&](int mean_col) {
     std::ostringstream s;
     for (std::size_t i = 0; i < c.archs.size(); ++i) {
       const auto name = shatter::to_string(c.archs[i]);
-      const auto col = colours[static_cast<std::size_t>(c.archs[i]) % 6];
+      const auto col = colours[static_cast<std::size_t>(c.archs[i]) % 8];
       s << (i ? ", " : "") << "'depth_sweep.csv' using (strcol(1) eq '" << name
         << "' ? $2 : 1/0):" << mean_col << ":" << mean_col + 1 << " with yerrorlines lc rgb '"
         << col << "' pt 7 ps 0.6 title '" << name << "'";
