@@ -193,10 +193,17 @@ inline std::string plot_script(const config& c, const std::vector<result>& resul
       else
         title << ", constant";
       g << "set title '" << title.str() << "'\n";
+      // A constant map (looks-linear) varies only by float rounding: one colour, not noise.
+      const bool flat = q == 0 && r.failure.empty() && !std::isfinite(ms.first);
+      if (flat) {
+        const double v = r.first.grad_s(0, 0), h = std::max(1.0, std::abs(v));
+        g << "set cbrange [" << v - h << ":" << v + h << "]\n";
+      }
       if (r.failure.empty())
         g << "plot '" << dat_name(what, r) << "' matrix with image\n";
       else
         g << "plot 0 lc rgb 'white'\n";
+      if (flat) g << "set autoscale cb\n";
     }
     g << "unset multiplot\nunset cbrange\n";
   }
