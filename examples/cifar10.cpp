@@ -272,8 +272,14 @@ class probe_log {
     std::ifstream in(path_);
     std::string line, kept;
     while (std::getline(in, line)) {
+      // A line whose step cannot be read (cut short by a crash) is dropped with the rest.
       const auto at = line.find("\"step\":");
-      if (at != std::string::npos && std::stoll(line.substr(at + 7)) < step) kept += line + "\n";
+      long long s = step;
+      try {
+        if (at != std::string::npos) s = std::stoll(line.substr(at + 7));
+      } catch (const std::exception&) {
+      }
+      if (s < step) kept += line + "\n";
     }
     in.close();
     program::write_file(path_, kept);

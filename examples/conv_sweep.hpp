@@ -127,6 +127,8 @@ inline config parse_args(int argc, char** argv) {
   }
   if (c.image % 4 != 0)
     throw program::usage_error("--image: needs a multiple of 4, got " + std::to_string(c.image));
+  if (app.count("--archs") && archs.empty())
+    throw program::usage_error("--archs: empty list (valid: resnet, plain_relu, ...)");
   if (!archs.empty()) {
     c.archs.clear();
     for (const auto& a : split(archs)) {
