@@ -5,7 +5,8 @@
 # norm and unit activity against step, and a table of the first and last probes.
 #   bash examples/training_probe_experiment.sh BUILD_DIR OUT_DIR [extra cifar10 options...]
 # Probe logs: OUT_DIR/<arch>/probe.jsonl; plot: OUT_DIR/training_probe.png.
-# Environment: DEPTH (default 56), ARCHS (default the four above), COMMON (shared options).
+# Environment: DEPTH (default 56), ARCHS (default the four above), COMMON (shared options),
+# PLOT_ONLY=1 (only the table and the plot, from the logs already in OUT_DIR).
 set -euo pipefail
 build=${1:?usage: training_probe_experiment.sh BUILD_DIR OUT_DIR [options]}
 out=${2:?usage: training_probe_experiment.sh BUILD_DIR OUT_DIR [options]}
@@ -16,8 +17,9 @@ depth=${DEPTH:-56}
 archs=${ARCHS:-plain_crelu_ll plain_crelu resnet plain_relu}
 common=${COMMON:---limit-train 1600 --limit-test 200 --epochs 1 --batch 16 --lr 0.05 --warmup 0.2 --seed 1 --probe-every 10 --probe-lines 2 --probe-points 64}
 mkdir -p "$out"
-echo "depth $depth; options: $common $*" > "$out/command.txt"
+[ -n "${PLOT_ONLY:-}" ] || echo "depth $depth; options: $common $*" > "$out/command.txt"
 for arch in $archs; do
+  [ -z "${PLOT_ONLY:-}" ] || break
   dir="$out/$arch"
   mkdir -p "$dir"
   echo "$(date -u +%T) start $arch" >> "$out/progress.txt"
@@ -51,10 +53,11 @@ command -v gnuplot > /dev/null || { echo "gnuplot not found: no PNG"; exit 0; }
   echo "set xlabel 'step'; set key bottom right"
   i=0
   for panel in "2:lag-1 autocorrelation of the input gradient:[-0.1:1.05]" \
-    "3:spectral slope (brown -2, white 0):[-3:0.5]" "4:mean input-gradient norm:[*:*]" \
+    "3:spectral slope (brown -2, white 0):[-3:1.5]" "4:mean input-gradient norm (log scale):[*:*]" \
     "6:co-active proportion (dashed lines - active):[0:1]"; do
     IFS=: read -r col title range <<< "$panel"
     echo "set title '$title'; set yrange $range"
+    if [ "$col" = 4 ]; then echo "set logscale y"; else echo "unset logscale y"; fi
     plot="plot "
     i=0
     for arch in $archs; do
