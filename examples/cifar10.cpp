@@ -252,6 +252,7 @@ class probe_log {
     po.every = o.probe_every;
     po.points = o.probe_points;
     probe_ = std::make_unique<shatter::probe::training_probe<T>>(net, d.test.x.leftCols(n), w, po);
+    resume_ = o.resume;
     if (!o.resume) pending_.push_back(probe_->probe(0));
     probe_->on_record = [this](const shatter::probe::training_probe_record& r) {
       pending_.push_back(r);
@@ -266,9 +267,14 @@ class probe_log {
   }
 
  private:
-  /// Keeps the lines of earlier sessions with a step before `step` (the first of this session).
+  /// A new run starts the file afresh; a resumed one keeps the lines of earlier sessions with a
+  /// step before `step` (the first of this session).
   void start(std::int64_t step) {
     first_ = false;
+    if (!resume_) {
+      program::write_file(path_, "");
+      return;
+    }
     std::ifstream in(path_);
     std::string line, kept;
     while (std::getline(in, line)) {
@@ -295,7 +301,7 @@ class probe_log {
   std::string path_;
   std::unique_ptr<shatter::probe::training_probe<T>> probe_;
   std::vector<shatter::probe::training_probe_record> pending_;
-  bool first_ = true;
+  bool first_ = true, resume_ = false;
 };
 
 /// Trains (or resumes) the run; maps a refused run directory to a usage error naming --out.
