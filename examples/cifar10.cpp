@@ -12,8 +12,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,6 +30,7 @@
 #include "shatter/network/cifar.hpp"
 #include "shatter/optim/schedule.hpp"
 #include "shatter/optim/sgd.hpp"
+#include "shatter/probe/training_probe.hpp"
 #include "shatter/train/fit.hpp"
 #include "shatter/train/stop.hpp"
 #include "training_support.hpp"
@@ -44,6 +48,7 @@ struct options {
   std::string arch = "plain_crelu_ll";
   long long depth = 20, epochs = 10, batch = 128, limit_train = -1, limit_test = -1;
   long long checkpoint_every = 0;
+  long long probe_every = 0, probe_lines = 4, probe_points = 64;
   double lr = 0.1, weight_decay = 5e-4, momentum = 0.9, warmup = 0;
   std::uint64_t seed = 1;
   int threads = 2;
@@ -93,6 +98,14 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--checkpoint-every", o.checkpoint_every,
                  "also checkpoint every N steps (0: after each epoch only)")
       ->check(integer_in(0, big));
+  app.add_option("--probe-every", o.probe_every,
+                 "probe shattering every N steps (and at step 0) into OUT/probe.jsonl (0: off)")
+      ->check(integer_in(0, big));
+  app.add_option("--probe-lines", o.probe_lines,
+                 "the probe's lines: between test images 2k and 2k+1, k < N (1 to 1000)")
+      ->check(integer_in(1, 1000));
+  app.add_option("--probe-points", o.probe_points, "points per probe line, 8 to 4096")
+      ->check(integer_in(8, 4096));
   program::add_json(app, o.json_summary);
 }
 
@@ -224,6 +237,78 @@ shatter::fit_options fit_options_for(const options& o) {
   return f;
 }
 
+/// Shattering during training (--probe-every): probes the network on lines between fixed test
+/// images and appends one JSON line per probe to OUT/probe.jsonl. The step-0 probe is taken
+/// before training and written with the first step's, once fit has accepted the run directory;
+/// a resumed run first drops the lines an interrupted session wrote after its checkpoint.
+class probe_log {
+ public:
+  probe_log(const options& o, const data& d, shatter::sequential<T>& net)
+      : path_(o.out + "/probe.jsonl") {
+    const idx n = 2 * idx(o.probe_lines);
+    if (d.test.size() < n)
+      throw usage_error("--probe-lines " + std::to_string(o.probe_lines) + " needs " +
+                        std::to_string(n) + " test images, there are " +
+                        std::to_string(d.test.size()));
+    shatter::rng g(o.seed ^ 0x9e0be5ULL);
+    Eigen::VectorXd w(net.out_size());
+    for (idx i = 0; i < w.size(); ++i) w(i) = g.normal();
+    shatter::probe::training_probe_options po;
+    po.every = o.probe_every;
+    po.points = o.probe_points;
+    probe_ = std::make_unique<shatter::probe::training_probe<T>>(net, d.test.x.leftCols(n), w, po);
+    resume_ = o.resume;
+    if (!o.resume) pending_.push_back(probe_->probe(0));
+    probe_->on_record = [this](const shatter::probe::training_probe_record& r) {
+      pending_.push_back(r);
+      flush();
+    };
+  }
+  /// The fit callback.
+  void operator()(shatter::step_report& r) {
+    if (first_) start(r.step);
+    (*probe_)(r);
+    flush();
+  }
+
+ private:
+  /// A new run starts the file afresh; a resumed one keeps the lines of earlier sessions with a
+  /// step before `step` (the first of this session).
+  void start(std::int64_t step) {
+    first_ = false;
+    if (!resume_) {
+      program::write_file(path_, "");
+      return;
+    }
+    std::ifstream in(path_);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      // A line whose step cannot be read (cut short by a crash) is dropped with the rest.
+      const auto at = line.find("\"step\":");
+      long long s = step;
+      try {
+        if (at != std::string::npos) s = std::stoll(line.substr(at + 7));
+      } catch (const std::exception&) {
+      }
+      if (s < step) kept += line + "\n";
+    }
+    in.close();
+    program::write_file(path_, kept);
+  }
+  void flush() {
+    if (first_ || pending_.empty()) return;
+    std::ofstream out(path_, std::ios::app);
+    for (const auto& r : pending_) out << shatter::probe::to_json_line(r) << "\n";
+    out.flush();
+    if (!out) throw program::io_error("cannot write '" + path_ + "'");
+    pending_.clear();
+  }
+  std::string path_;
+  std::unique_ptr<shatter::probe::training_probe<T>> probe_;
+  std::vector<shatter::probe::training_probe_record> pending_;
+  bool first_ = true, resume_ = false;
+};
+
 /// Trains (or resumes) the run; maps a refused run directory to a usage error naming --out.
 shatter::fit_result train(const options& o, const data& d, shatter::sequential<T>& net) {
   shatter::sgd_options so;
@@ -245,8 +330,14 @@ shatter::fit_result train(const options& o, const data& d, shatter::sequential<T
     shatter::random_crop_flip(x, crop, d.shape, 4, true, g);
     x.swap(crop);
   };
+  shatter::fit_options fo = fit_options_for(o);
+  std::unique_ptr<probe_log> probes;
+  if (o.probe_every > 0) {
+    probes = std::make_unique<probe_log>(o, d, net);
+    fo.on_step = [&probes](shatter::step_report& r) { (*probes)(r); };
+  }
   try {
-    return shatter::fit(net, loss, opt, sched, d.train, d.test, fit_options_for(o), augment);
+    return shatter::fit(net, loss, opt, sched, d.train, d.test, fo, augment);
   } catch (const shatter::run_refused& e) {
     throw usage_error(std::string(o.resume ? "--resume" : "--out") + ": " + e.what());
   }

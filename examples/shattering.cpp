@@ -1,11 +1,16 @@
 // The main demo: reproduces the shattered-gradients evidence of Balduzzi et al. (2017),
 // Figures 1-3 and the depth rates, for the architectures fnn_relu, fnn_relu_bn, resnet,
-// resnet_bn, crelu and crelu_ll. Writes tables to stdout, CSV files, a gnuplot script and (when
-// gnuplot is installed) PNG plots into the output folder; progress and messages go to stderr.
+// resnet_bn, crelu, crelu_ll, prelu_ll and tat. Writes tables to stdout, CSV files, a gnuplot
+// script and (when gnuplot is installed) PNG plots into the output folder; progress and messages go
+// to stderr.
 //
 //   shattering [--out DIR] [--seeds N] [--width W] [--points M] [--depths 1,2,4,...]
 //              [--archs fnn_relu,resnet_bn,...] [--threads T] [--bias-std S]
 //              [--bn-grad fixed|through|running] [--json]
+//   shattering conv [--archs ...] [--depths 8,20,...] [--bn off|on|both] [--line pairs|random|both]
+//              [--seeds N] [--points M] [--quick] ...   (the CIFAR convnets; see conv_sweep.hpp)
+//   shattering plane [--archs ...] [--depths 1,24,50,200] [--points 65] [--seeds 3] ...
+//              (2-D gradient maps of 2-input nets; see plane_maps.hpp)
 //
 // --depths and --archs restrict every network it probes: a figure panel is drawn only from a
 // requested architecture at a requested depth (Figure 3 and the batch-norm comparison use the
@@ -27,6 +32,8 @@
 #include <tuple>
 #include <vector>
 
+#include "conv_sweep.hpp"
+#include "plane_maps.hpp"
 #include "program_support.hpp"
 #include "shatter/core/threads.hpp"
 #include "shatter/network/builders.hpp"
@@ -717,12 +724,13 @@ void plot_figure3(std::ostream& g, const config& c, const figure_plan& f,
 }
 
 void plot_depth_sweep(std::ostream& g, const config& c, std::vector<std::string>& pngs) {
-  const char* colours[] = {"#d62728", "#ff7f0e", "#1f77b4", "#17becf", "#9467bd", "#2ca02c"};
+  const char* colours[] = {"#d62728", "#ff7f0e", "#1f77b4", "#17becf",
+                           "#9467bd", "#2ca02c", "#8c564b", "#e377c2"};
   auto curves = [&](int mean_col) {
     std::ostringstream s;
     for (std::size_t i = 0; i < c.archs.size(); ++i) {
       const auto name = shatter::to_string(c.archs[i]);
-      const auto col = colours[static_cast<std::size_t>(c.archs[i]) % 6];
+      const auto col = colours[static_cast<std::size_t>(c.archs[i]) % 8];
       s << (i ? ", " : "") << "'depth_sweep.csv' using (strcol(1) eq '" << name
         << "' ? $2 : 1/0):" << mean_col << ":" << mean_col + 1 << " with yerrorlines lc rgb '"
         << col << "' pt 7 ps 0.6 title '" << name << "'";
@@ -857,5 +865,12 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string sub = argc > 1 ? argv[1] : "";
+  if (sub == "conv")
+    return program::run_main("shattering conv",
+                             [&] { return conv_sweep::run(argc - 1, argv + 1); });
+  if (sub == "plane")
+    return program::run_main("shattering plane",
+                             [&] { return plane_maps::run(argc - 1, argv + 1); });
   return program::run_main("shattering", [&] { return run(argc, argv); });
 }

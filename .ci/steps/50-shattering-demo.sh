@@ -15,7 +15,7 @@ header=$(head -1 "$out/a/depth_sweep.csv")
 [ "$header" = "arch,depth,width,points,seeds,lag1_mean,lag1_std,slope_mean,slope_std,verdict" ] ||
   { echo "depth_sweep.csv header is '$header'"; exit 1; }
 rows=$(($(wc -l < "$out/a/depth_sweep.csv") - 1))
-[ "$rows" -eq 18 ] || { echo "expected 18 rows (6 archs x 3 depths), got $rows"; exit 1; }
+[ "$rows" -eq 24 ] || { echo "expected 24 rows (8 archs x 3 depths), got $rows"; exit 1; }
 grep -q '^crelu_ll,24,16,32,2,1,0,,,constant$' "$out/a/depth_sweep.csv" ||
   { echo "crelu_ll must be constant with lag-1 exactly 1"; cat "$out/a/depth_sweep.csv"; exit 1; }
 for f in depth_sweep_theory.csv figure1_gradients.csv figure2_acf.csv figure3_activity.csv plots.gp; do

@@ -81,9 +81,12 @@
 
 #include "shatter/probe/jacobian_spectrum.hpp"
 #include "shatter/probe/noise.hpp"
+#include "shatter/probe/plane.hpp"
+#include "shatter/probe/radial_spectrum.hpp"
 #include "shatter/probe/sweep.hpp"
 #include "shatter/probe/synthetic.hpp"
 #include "shatter/probe/theory.hpp"
+#include "shatter/probe/training_probe.hpp"
 #include "shatter/probe/units.hpp"
 
 #endif  // SHATTER_SHATTER_HPP

@@ -10,13 +10,24 @@
 
 namespace shatter {
 
-/// The architectures the paper compares, by the names the probe and benchmarks use.
-enum class architecture { fnn_relu, fnn_relu_bn, resnet, resnet_bn, crelu, crelu_ll };
+/// The architectures the paper compares, by the names the probe and benchmarks use, and two
+/// skip-free initialisations that followed it: prelu_ll (PReLU with slopes 1 at initialisation,
+/// linear there) and tat (TAT's leaky ReLU, Zhang, Botev and Martens 2022).
+enum class architecture {
+  fnn_relu,
+  fnn_relu_bn,
+  resnet,
+  resnet_bn,
+  crelu,
+  crelu_ll,
+  prelu_ll,
+  tat
+};
 
 /// Every architecture name, in a fixed order.
 inline const std::vector<std::string>& architecture_names() {
-  static const std::vector<std::string> names{"fnn_relu",  "fnn_relu_bn", "resnet",
-                                              "resnet_bn", "crelu",       "crelu_ll"};
+  static const std::vector<std::string> names{"fnn_relu", "fnn_relu_bn", "resnet",   "resnet_bn",
+                                              "crelu",    "crelu_ll",    "prelu_ll", "tat"};
   return names;
 }
 

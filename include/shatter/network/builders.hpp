@@ -207,7 +207,8 @@ sequential<T> tat_mlp(const mlp_spec& s, rng& g, double eta = 0.9,
 }
 
 /// Builds architecture `a` with the sizes of `s`; the name decides batch norm (fnn_relu_bn and
-/// resnet_bn have it, the others not), overriding `s.batch_norm`.
+/// resnet_bn have it, the others not), overriding `s.batch_norm`. prelu_ll and tat are
+/// prelu_ll_mlp and tat_mlp (eta 0.9) with orthogonal weights.
 template <class T>
 sequential<T> build(architecture a, mlp_spec s, rng& g) {
   s.batch_norm = false;
@@ -226,6 +227,10 @@ sequential<T> build(architecture a, mlp_spec s, rng& g) {
       return plain_crelu_mlp<T>(s, g);
     case architecture::crelu_ll:
       return looks_linear_mlp<T>(s, g);
+    case architecture::prelu_ll:
+      return prelu_ll_mlp<T>(s, g);
+    case architecture::tat:
+      return tat_mlp<T>(s, g);
   }
   throw config_error("build: invalid architecture value");
 }

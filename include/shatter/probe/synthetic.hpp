@@ -1,4 +1,5 @@
-// shatter: synthetic reference signals: brown, white and power-law (pink) noise.
+// shatter: synthetic reference signals: brown, white and power-law (pink) noise, in one and two
+// dimensions.
 #ifndef SHATTER_PROBE_SYNTHETIC_HPP
 #define SHATTER_PROBE_SYNTHETIC_HPP
 
@@ -11,6 +12,7 @@
 #include "shatter/core/rng.hpp"
 #include "shatter/core/types.hpp"
 #include "shatter/probe/noise.hpp"
+#include "shatter/probe/radial_spectrum.hpp"
 
 namespace shatter::probe {
 
@@ -58,6 +60,37 @@ inline Eigen::VectorXd power_law_noise(index m, double alpha, rng& g) {
 /// Pink noise: power_law_noise with alpha = 1 (spectrum ~ 1/f).
 inline Eigen::VectorXd pink_noise(index m, rng& g) {
   return power_law_noise(m, 1.0, g);
+}
+
+/// 2-D white noise: an R x C map of independent N(0, 1) draws (flat radial spectrum, slope ~ 0).
+inline Eigen::MatrixXd white_noise_2d(index rows, index cols, rng& g) {
+  require<config_error>(rows >= 1 && cols >= 1, "white_noise_2d: need a size >= 1 x 1, got ", rows,
+                        " x ", cols);
+  Eigen::MatrixXd x(rows, cols);
+  for (index i = 0; i < x.size(); ++i) x(i) = g.normal();
+  return x;
+}
+
+/// An R x C Gaussian field with isotropic power spectrum ~ 1/|f|^alpha (alpha = 2: brown noise in
+/// two dimensions, radial spectrum slope ~ -2), by spectral synthesis: complex Gaussian
+/// coefficients scaled by |f|^(-alpha/2) (zero at f = 0), inverse 2-D DFT, real part, scaled to
+/// unit variance. The field is periodic. R, C >= 2, finite alpha >= 0.
+inline Eigen::MatrixXd power_law_noise_2d(index rows, index cols, double alpha, rng& g) {
+  require<config_error>(rows >= 2 && cols >= 2 && alpha >= 0 && std::isfinite(alpha),
+                        "power_law_noise_2d: need a size >= 2 x 2 and finite alpha >= 0, got ",
+                        rows, " x ", cols, ", ", alpha);
+  Eigen::MatrixXcd a(rows, cols);
+  for (index r = 0; r < rows; ++r)
+    for (index c = 0; c < cols; ++c) {
+      const double fr = double(r < (rows + 1) / 2 ? r : r - rows) / double(rows);
+      const double fc = double(c < (cols + 1) / 2 ? c : c - cols) / double(cols);
+      const double f = std::sqrt(fr * fr + fc * fc);
+      const double amp = f > 0 ? std::pow(f, -alpha / 2) : 0.0;
+      a(r, c) = {g.normal() * amp, g.normal() * amp};
+    }
+  Eigen::MatrixXd x = dft2(a, true).real();
+  x.array() -= x.mean();
+  return x / std::sqrt(x.squaredNorm() / double(x.size()));
 }
 
 }  // namespace shatter::probe

@@ -75,7 +75,7 @@ inline double tat(double depth, double eta = 0.9) {
 
 /// The prediction for one of the probe's architectures at depth L (hidden layers or residual
 /// blocks) and branch scale beta; empty for `crelu` (plain CReLU with He init), for which the
-/// paper gives no rate.
+/// paper gives no rate. prelu_ll: 1 (linear at initialisation); tat: tat(L).
 inline std::optional<double> predicted(architecture a, double depth, double beta = 1.0) {
   switch (a) {
     case architecture::fnn_relu:
@@ -86,7 +86,11 @@ inline std::optional<double> predicted(architecture a, double depth, double beta
     case architecture::resnet_bn:
       return resnet_bn(depth, beta);
     case architecture::crelu_ll:
+    case architecture::prelu_ll:
       return looks_linear(depth);
+    case architecture::tat:
+      return depth >= 1 && depth == std::floor(depth) ? std::optional<double>(tat(depth))
+                                                      : std::nullopt;
     case architecture::crelu:
       return std::nullopt;
   }
@@ -104,7 +108,10 @@ inline const char* formula(architecture a) {
     case architecture::resnet_bn:
       return "1/(b sqrt L)";
     case architecture::crelu_ll:
+    case architecture::prelu_ll:
       return "1";
+    case architecture::tat:
+      return "((1+a)^2/(2(1+a^2)))^L";
     case architecture::crelu:
       return "-";
   }

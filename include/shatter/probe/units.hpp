@@ -7,6 +7,9 @@
 #include <cmath>
 #include <vector>
 
+#include "shatter/activation/crelu.hpp"
+#include "shatter/activation/leaky_relu.hpp"
+#include "shatter/activation/prelu.hpp"
 #include "shatter/activation/relu.hpp"
 #include "shatter/core/error.hpp"
 #include "shatter/core/types.hpp"
@@ -58,6 +61,51 @@ std::vector<layer_activity> unit_activity(layer<T>& net, const sweep_options& o 
   };
   plan<T> p(net, m, plan_mode::eval);
   p.forward(const_batch_view<T>(x.data(), 1, m),
+            o.bn == bn_statistics::running ? mode::eval : mode::train, &watch);
+  return out;
+}
+
+/// Activity of every rectifier layer (ReLU, CReLU, PReLU, leaky ReLU including TAT's) along the
+/// line x(t) = u + t v of any network, over the sweep batch of `o` (t on [o.from, o.to]): as
+/// unit_activity, a unit is on for an input when its output is > 0 (for a leaky or parametric
+/// ReLU with positive slopes: when its pre-activation is > 0; CReLU's two halves count as units).
+/// Convolutional layers count every (channel, position) as a unit. Batch norms use the sweep
+/// batch's statistics (running ones for bn_statistics::running); the network's state is restored.
+/// shape_error when u, v do not have the network's input size; config_error for bad options.
+template <class T>
+std::vector<layer_activity> unit_activity_line(layer<T>& net,
+                                               const Eigen::Ref<const Eigen::VectorXd>& u,
+                                               const Eigen::Ref<const Eigen::VectorXd>& v,
+                                               const sweep_options& o = {}) {
+  detail::check_sweep_options(o, "probe::unit_activity_line");
+  require<shape_error>(u.size() == net.in_size() && v.size() == net.in_size(),
+                       "probe::unit_activity_line: u and v must have the network's input size ",
+                       net.in_size(), ", got ", u.size(), " and ", v.size());
+  const index m = o.points;
+  const Eigen::VectorXd t = detail::sweep_points(o);
+  matrix<T> x(u.size(), m);
+  for (index i = 0; i < m; ++i) x.col(i) = (u + t(i) * v).template cast<T>();
+  network_state_guard<T> guard(net);
+  std::vector<layer_activity> out;
+  typename plan<T>::observer watch = [&](const layer<T>& l, const_batch_view<T> y) {
+    if (!dynamic_cast<const relu<T>*>(&l) && !dynamic_cast<const crelu<T>*>(&l) &&
+        !dynamic_cast<const prelu<T>*>(&l) && !dynamic_cast<const leaky_relu<T>*>(&l))
+      return;
+    layer_activity a;
+    a.layer = index(out.size()) + 1;
+    a.units = y.rows();
+    double on = 0, pairs = 0;
+    for (index k = 0; k < y.rows(); ++k) {
+      const double n = double((y.row(k).array() > T(0)).count());
+      on += n;
+      pairs += n * (n - 1);
+    }
+    a.active = on / (double(y.rows()) * double(m));
+    a.coactive = pairs / (double(y.rows()) * double(m) * double(m - 1));
+    out.push_back(a);
+  };
+  plan<T> p(net, m, plan_mode::eval);
+  p.forward(const_batch_view<T>(x.data(), u.size(), m),
             o.bn == bn_statistics::running ? mode::eval : mode::train, &watch);
   return out;
 }
