@@ -48,6 +48,7 @@
 #include "shatter/network/plan.hpp"
 #include "shatter/network/residual.hpp"
 #include "shatter/network/sequential.hpp"
+#include "shatter/network/summary.hpp"
 
 #include "shatter/data/augment.hpp"
 #include "shatter/data/cifar10.hpp"
@@ -64,6 +65,7 @@
 #include "shatter/train/fit.hpp"
 #include "shatter/train/fit_record.hpp"
 #include "shatter/train/nonfinite.hpp"
+#include "shatter/train/predict.hpp"
 #include "shatter/train/run_directory.hpp"
 #include "shatter/train/shuffle.hpp"
 #include "shatter/train/stop.hpp"

@@ -71,6 +71,25 @@ TEST_CASE("README: build, train, check") {
   o.epochs = 3;
   result = shatter::fit(net, loss, opt, shatter::schedule::constant(0.01), train, test, o);
   CHECK(result.epochs.back().test.accuracy > 0.9);
+
+  std::ostringstream cout;
+  // --- README ---
+  cout << shatter::summary(net);               // the table below
+  auto p = shatter::predict(net, test);        // class probabilities, 10 x samples
+  auto labels = shatter::classify(net, test);  // the argmax class of each sample
+  // --- end ---
+  CHECK(cout.str() ==
+        "name  layer                    output  parameters\n"
+        "0     dense(784 -> 256, bias)     256     200,960\n"
+        "1     crelu(256 -> 512)           512           0\n"
+        "2     dense(512 -> 10, bias)       10       5,130\n"
+        "total parameters: 206,090 (buffers: 0 scalars)\n");
+  CHECK((p.colwise().sum().array() - 1).abs().maxCoeff() < 1e-5f);
+  CHECK(shatter::correct_count(p, test.labels) ==
+        shatter::correct_count(net.forward(test.x, shatter::mode::eval), test.labels));
+  shatter::index agree = 0;
+  for (std::size_t j = 0; j < labels.size(); ++j) agree += labels[j] == test.labels[j];
+  CHECK(double(agree) / double(labels.size()) == Approx(result.epochs.back().test.accuracy));
 }
 
 TEST_CASE("README: plans") {
