@@ -1,6 +1,7 @@
-# Installs the headers and a CMake package so that consumers can
+# Installs the headers, a CMake package and a pkg-config file so that consumers can
 #   find_package(shatter CONFIG REQUIRED)
 #   target_link_libraries(app PRIVATE shatter::shatter)
+# or compile with $(pkg-config --cflags --libs shatter).
 include(CMakePackageConfigHelpers)
 
 install(DIRECTORY include/shatter DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
@@ -20,3 +21,24 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/shatterConfig.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/shatterConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_DATADIR}/shatter/cmake)
 
+
+# pkg-config: zlib and OpenMP as found here (a consumer without them edits nothing: the headers
+# compile with -DSHATTER_NO_ZLIB, and without -fopenmp Eigen runs on one thread).
+set(SHATTER_PC_REQUIRES "")
+set(SHATTER_PC_CFLAGS "")
+set(SHATTER_PC_LIBS "")
+if(ZLIB_FOUND)
+  set(SHATTER_PC_REQUIRES "zlib")
+else()
+  set(SHATTER_PC_CFLAGS "-DSHATTER_NO_ZLIB")
+endif()
+if(SHATTER_USE_OPENMP AND OpenMP_CXX_FOUND)
+  string(APPEND SHATTER_PC_CFLAGS " ${OpenMP_CXX_FLAGS}")
+  string(APPEND SHATTER_PC_LIBS " ${OpenMP_CXX_FLAGS}")
+endif()
+if(SHATTER_USE_BLAS)
+  string(APPEND SHATTER_PC_REQUIRES " openblas")
+  string(APPEND SHATTER_PC_CFLAGS " -DEIGEN_USE_BLAS -DSHATTER_OPENBLAS")
+endif()
+configure_file(cmake/shatter.pc.in ${CMAKE_CURRENT_BINARY_DIR}/shatter.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/shatter.pc DESTINATION ${CMAKE_INSTALL_DATADIR}/pkgconfig)

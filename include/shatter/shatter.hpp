@@ -5,6 +5,7 @@
 
 #include "shatter/version.hpp"
 
+#include "shatter/core/build_note.hpp"
 #include "shatter/core/error.hpp"
 #include "shatter/core/file.hpp"
 #include "shatter/core/rng.hpp"

@@ -3,7 +3,16 @@
 #ifndef SHATTER_DATA_IDX_HPP
 #define SHATTER_DATA_IDX_HPP
 
+// zlib is optional: define SHATTER_NO_ZLIB (CMake does when zlib is missing) to build without
+// it; a gzip-compressed file is then refused with a data_error that says so.
+#if !defined(SHATTER_NO_ZLIB) && defined(__has_include)
+#if !__has_include(<zlib.h>)
+#define SHATTER_NO_ZLIB
+#endif
+#endif
+#ifndef SHATTER_NO_ZLIB
 #include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -31,7 +40,8 @@ struct idx_array {
 /// Upper bound on the decompressed size of a gzip file read here (guards against gzip bombs).
 constexpr std::size_t idx_max_bytes = std::size_t(1) << 31;
 
-/// The bytes of a file; if it starts with the gzip magic (1f 8b) it is decompressed with zlib.
+/// The bytes of a file; if it starts with the gzip magic (1f 8b) it is decompressed with zlib
+/// (refused with a data_error saying so when built with SHATTER_NO_ZLIB).
 /// data_error naming the file if it cannot be opened, is not a regular file (a FIFO, directory
 /// or device, refused without blocking), is a truncated or corrupt gzip stream, or decompresses
 /// to more than idx_max_bytes.
@@ -44,7 +54,12 @@ inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
   std::vector<std::uint8_t> raw = f.read_all();
   require<data_error>(f.error() == 0, path, ": read error: ", std::strerror(f.error()));
   if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) return raw;
-
+#ifdef SHATTER_NO_ZLIB
+  throw data_error(detail::cat(
+      path,
+      ": is gzip-compressed, but this program was built without zlib (SHATTER_NO_ZLIB); "
+      "decompress it (gunzip -k) or install zlib (Debian: zlib1g-dev) and rebuild"));
+#else
   std::vector<std::uint8_t> out;
   z_stream zs{};
   require<data_error>(inflateInit2(&zs, 15 + 16) == Z_OK, path, ": zlib initialisation failed");
@@ -72,6 +87,7 @@ inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
   }
   inflateEnd(&zs);
   return out;
+#endif
 }
 
 /// Parses an IDX array from memory: magic 0x00 0x00 <type 0x08> <ndims>, then ndims big-endian
