@@ -18,7 +18,7 @@ shatter::sequential<double> trained_bn_net() {
   shatter::mlp_spec s;
   s.in = 5;
   s.width = 8;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.out = 4;
   s.batch_norm = true;
   auto net = shatter::resnet_mlp<double>(s, g);

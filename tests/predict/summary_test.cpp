@@ -40,7 +40,7 @@ TEST_CASE("summary totals equal the network's parameter sizes (MLPs and CIFAR co
   shatter::mlp_spec s;
   s.in = 7;
   s.width = 5;
-  s.depth = 3;
+  s.hidden_layers = 3;
   s.out = 2;
   s.batch_norm = true;
   auto mlp = shatter::resnet_mlp<float>(s, g);
@@ -49,7 +49,7 @@ TEST_CASE("summary totals equal the network's parameter sizes (MLPs and CIFAR co
   CHECK(ms.rows.back().output.size() == 2);
 
   shatter::cifar_spec c;
-  c.depth = 8;
+  c.weighted_layers = 8;
   c.width = 4;
   c.input = {3, 8, 8};
   for (auto a : {shatter::cifar_arch::resnet, shatter::cifar_arch::plain_crelu_ll}) {

@@ -13,7 +13,7 @@ TEST_CASE("README: a looks-linear network is linear at initialisation") {
   shatter::rng rng(42);
   shatter::mlp_spec spec;  // 1 -> 50 hidden layers of 200 CReLU units -> 1
   spec.width = 200;
-  spec.depth = 50;
+  spec.hidden_layers = 50;
   spec.bias_std = 0.5;
   auto net = shatter::looks_linear_mlp<float>(spec, rng);  // W = [W0, -W0], W0 orthogonal
 
@@ -97,7 +97,7 @@ TEST_CASE("README: plans") {
   shatter::mlp_spec spec;
   spec.in = 8;
   spec.width = 16;
-  spec.depth = 3;
+  spec.hidden_layers = 3;
   spec.out = 1;
   auto net = shatter::looks_linear_mlp<float>(spec, g);
   shatter::matrix<float> x = shatter::matrix<float>::Random(8, 128);

@@ -78,16 +78,16 @@ inline double tat(double depth, double eta = 0.9) {
 /// paper gives no rate.
 inline std::optional<double> predicted(architecture a, double depth, double beta = 1.0) {
   switch (a) {
-    case architecture::fnn_relu:
-    case architecture::fnn_relu_bn:
+    case architecture::plain_relu:
+    case architecture::plain_relu_bn:
       return feedforward(depth);
     case architecture::resnet:
       return resnet(depth, beta);
     case architecture::resnet_bn:
       return resnet_bn(depth, beta);
-    case architecture::crelu_ll:
+    case architecture::plain_crelu_ll:
       return looks_linear(depth);
-    case architecture::crelu:
+    case architecture::plain_crelu:
       return std::nullopt;
   }
   return std::nullopt;
@@ -96,16 +96,16 @@ inline std::optional<double> predicted(architecture a, double depth, double beta
 /// The formula behind predicted(a, ...), for tables: "2^-L", "((1+b^2/2)/(1+b^2))^L", ...
 inline const char* formula(architecture a) {
   switch (a) {
-    case architecture::fnn_relu:
-    case architecture::fnn_relu_bn:
+    case architecture::plain_relu:
+    case architecture::plain_relu_bn:
       return "2^-L";
     case architecture::resnet:
       return "((1+b^2/2)/(1+b^2))^L";
     case architecture::resnet_bn:
       return "1/(b sqrt L)";
-    case architecture::crelu_ll:
+    case architecture::plain_crelu_ll:
       return "1";
-    case architecture::crelu:
+    case architecture::plain_crelu:
       return "-";
   }
   return "-";

@@ -8,7 +8,7 @@ int main() {
   shatter::mlp_spec spec;
   spec.in = 4;
   spec.width = 16;
-  spec.depth = 8;
+  spec.hidden_layers = 8;
   spec.out = 4;
   auto net = shatter::looks_linear_mlp<double>(spec, g);
   shatter::matrix<double> x = shatter::matrix<double>::Random(4, 3);
