@@ -6,6 +6,9 @@ include(CMakePackageConfigHelpers)
 
 install(DIRECTORY include/shatter DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS shatter EXPORT shatterTargets)
+if(SHATTER_BUILD_COMPILED)
+  install(TARGETS shatter_compiled EXPORT shatterTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(EXPORT shatterTargets NAMESPACE shatter:: FILE shatterTargets.cmake
         DESTINATION ${CMAKE_INSTALL_DATADIR}/shatter/cmake)
 
@@ -14,9 +17,14 @@ set(SHATTER_CONFIG_USE_BLAS ${SHATTER_USE_BLAS})
 configure_package_config_file(cmake/shatterConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/shatterConfig.cmake
   INSTALL_DESTINATION ${CMAKE_INSTALL_DATADIR}/shatter/cmake)
-# Header-only: the package fits any architecture.
+# Header-only: the package fits any architecture, unless it holds the compiled companion.
+if(SHATTER_BUILD_COMPILED)
+  set(_shatter_arch "")
+else()
+  set(_shatter_arch ARCH_INDEPENDENT)
+endif()
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/shatterConfigVersion.cmake
-  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion ${_shatter_arch})
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/shatterConfig.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/shatterConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_DATADIR}/shatter/cmake)

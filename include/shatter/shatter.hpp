@@ -55,6 +55,7 @@
 #include "shatter/data/cifar10.hpp"
 #include "shatter/data/dataset.hpp"
 #include "shatter/data/idx.hpp"
+#include "shatter/data/image_data.hpp"
 #include "shatter/data/normalize.hpp"
 #include "shatter/loss/mse.hpp"
 #include "shatter/loss/softmax_cross_entropy.hpp"
@@ -82,5 +83,8 @@
 #include "shatter/probe/synthetic.hpp"
 #include "shatter/probe/theory.hpp"
 #include "shatter/probe/units.hpp"
+
+// With the compiled companion library (shatter::compiled): its instantiations, declared extern.
+#include "shatter/compiled.hpp"
 
 #endif  // SHATTER_SHATTER_HPP

@@ -3,7 +3,8 @@
 #   1. add_subdirectory(<shatter source>), with the README's recipe (a Release build by default:
 #      no note), and as a Debug build (the one-time "compiled without optimisation" note)
 #   2. cmake --install into a prefix, then find_package(shatter CONFIG REQUIRED)
-#   3. the same prefix through pkg-config: g++ -O2 main.cpp $(pkg-config --cflags --libs shatter)
+#   3. the same prefix with the compiled companion (shatter::compiled, SHATTER_COMPILED)
+#   4. the same prefix through pkg-config: g++ -O2 main.cpp $(pkg-config --cflags --libs shatter)
 # Usage: check_package.sh <shatter source dir> <scratch dir>
 set -euo pipefail
 src=$1
@@ -42,6 +43,7 @@ grep -q "Google Benchmark not found, the benchmarks are skipped" "$work/nodeps.l
 echo "== install + find_package"
 cmake -S "$src" -B "$work/lib" -DSHATTER_BUILD_TESTS=OFF -DSHATTER_BUILD_EXAMPLES=OFF \
       -DSHATTER_BUILD_BENCH=OFF -DCMAKE_INSTALL_PREFIX="$work/prefix" >/dev/null
+cmake --build "$work/lib" -j2 >/dev/null  # the compiled companion (SHATTER_BUILD_COMPILED)
 cmake --install "$work/lib" >/dev/null
 test -f "$work/prefix/share/shatter/cmake/shatterConfig.cmake"
 test -f "$work/prefix/share/pkgconfig/shatter.pc"
@@ -51,6 +53,13 @@ cmake --build "$work/pkg" -j2 >/dev/null
 "$work/pkg/consumer" 2> "$work/pkg.err"
 ! grep -q "$note" "$work/pkg.err"
 grep -q 'PACKAGE_VERSION "0\.\|set(PACKAGE_VERSION' "$work/prefix/share/shatter/cmake/shatterConfigVersion.cmake"
+
+echo "== install + find_package, linked with shatter::compiled"
+cmake -S "$consumer" -B "$work/compiled" -DCMAKE_PREFIX_PATH="$work/prefix" \
+      -DCONSUMER_USE_COMPILED=ON >/dev/null
+cmake --build "$work/compiled" -j2 >/dev/null
+grep -q "SHATTER_COMPILED" "$work/compiled/CMakeFiles/consumer.dir/flags.make"
+"$work/compiled/consumer"
 
 echo "== pkg-config"
 export PKG_CONFIG_PATH="$work/prefix/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
