@@ -197,7 +197,7 @@ int cifar_main(const cifar_run& r) {
   const double rss_before = peak_rss_mib();
   shatter::rng g(1);
   shatter::cifar_spec s;
-  s.depth = r.depth;
+  s.weighted_layers = r.depth;
   const auto t0 = std::chrono::steady_clock::now();
   auto net = shatter::build_cifar<T>(r.arch, s, g);
   const double build_ms = ms_since(t0);

@@ -25,7 +25,7 @@ void exact_mlp(benchmark::State& state) {
   shatter::rng g(7);
   shatter::mlp_spec s;
   s.in = s.width = s.out = 128;
-  s.depth = 32;
+  s.hidden_layers = 32;
   auto net = shatter::plain_relu_mlp<float>(s, g);
   const auto x = gaussian(128, 16, g);
   shatter::probe::jacobian_options o;
@@ -42,7 +42,7 @@ void exact_mlp(benchmark::State& state) {
 void lanczos_cifar(benchmark::State& state) {
   shatter::rng g(8);
   shatter::cifar_spec s;
-  s.depth = 20;
+  s.weighted_layers = 20;
   s.width = 8;
   s.input = {3, 16, 16};
   s.batch_norm = false;

@@ -38,7 +38,7 @@ shatter::sequential<T> make_net(bool crelu, shatter::index depth) {
   shatter::mlp_spec s;
   s.in = kIn;
   s.width = kWidth;
-  s.depth = depth;
+  s.hidden_layers = depth;
   s.out = kOut;
   auto net = crelu ? shatter::looks_linear_mlp<T>(s, g) : shatter::plain_relu_mlp<T>(s, g);
   net.set_input_gradient(false);  // nobody needs dL/dx of the data

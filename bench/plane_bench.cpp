@@ -34,7 +34,7 @@ void sweep_plane(benchmark::State& state) {
   s.width = 200;
   s.depth = 50;
   s.bias_std = 0.5;
-  auto net = shatter::build<float>(shatter::architecture::fnn_relu, s, g);
+  auto net = shatter::build<float>(shatter::architecture::plain_relu, s, g);
   shatter::probe::plane_basis p{Eigen::VectorXd::Zero(2), Eigen::VectorXd::Unit(2, 0),
                                 Eigen::VectorXd::Unit(2, 1)};
   shatter::probe::plane_options o;

@@ -21,9 +21,9 @@ shatter::sequential<float> workload_net() {
   shatter::rng g(42);
   shatter::mlp_spec s;
   s.width = width;
-  s.depth = depth;
+  s.hidden_layers = depth;
   s.bias_std = 0.5;
-  return shatter::build<float>(shatter::architecture::fnn_relu, s, g);
+  return shatter::build<float>(shatter::architecture::plain_relu, s, g);
 }
 
 void run(benchmark::State& state, shatter::probe::gradient_method method) {

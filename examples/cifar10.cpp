@@ -144,20 +144,15 @@ struct data {
 /// Loads and normalises the data (per-channel statistics of the training images).
 data load(const options& o) {
   data d;
-  if (o.dataset == "cifar10") {
-    auto c = shatter::load_cifar10<T>(o.data, o.limit_train, o.limit_test);
-    d.train = std::move(c.train);
-    d.test = std::move(c.test);
-    d.shape = shatter::cifar10_shape();
-  } else {
-    auto f = shatter::load_fashion_mnist<T>(o.data);
-    d.train = o.limit_train > 0 ? f.train.head(o.limit_train) : std::move(f.train);
-    d.test = o.limit_test > 0 ? f.test.head(o.limit_test) : std::move(f.test);
-    d.shape = {1, 28, 28};
-  }
-  const auto stats = shatter::channel_statistics(d.train.x, d.shape);
-  shatter::normalize_channels(d.train.x, d.shape, stats);
-  shatter::normalize_channels(d.test.x, d.shape, stats);
+  shatter::load_options lo;
+  lo.train_limit = o.limit_train > 0 ? o.limit_train : -1;
+  lo.test_limit = o.limit_test > 0 ? o.limit_test : -1;
+  lo.normalize = shatter::normalization::standardize;  // per channel, training statistics
+  auto loaded = o.dataset == "cifar10" ? shatter::load_cifar10<T>(o.data, lo)
+                                       : shatter::load_fashion_mnist<T>(o.data, lo);
+  d.train = std::move(loaded.train);
+  d.test = std::move(loaded.test);
+  d.shape = loaded.shape;
   if (o.batch > d.train.size())
     throw usage_error("--batch " + std::to_string(o.batch) + " is larger than the training set (" +
                       std::to_string(d.train.size()) + " images" +
@@ -358,7 +353,7 @@ int run(const options& o, int argc, char** argv) {
   }
   shatter::rng g(o.seed);
   shatter::cifar_spec spec;
-  spec.depth = o.depth;
+  spec.weighted_layers = o.depth;
   spec.input = d.shape;
   spec.classes = 10;
   auto net = shatter::build_cifar<T>(shatter::parse_cifar_arch(o.arch), spec, g);

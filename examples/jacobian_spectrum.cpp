@@ -44,9 +44,19 @@ struct config {
 };
 
 const std::vector<std::string>& mlp_names() {
-  static const std::vector<std::string> names{"fnn_relu", "fnn_relu_bn", "resnet",   "resnet_bn",
-                                              "crelu",    "crelu_ll",    "prelu_ll", "tat"};
+  static const std::vector<std::string> names{"plain_relu",     "plain_relu_bn", "resnet",
+                                              "resnet_bn",      "plain_crelu",   "plain_crelu_ll",
+                                              "plain_prelu_ll", "plain_tat"};
   return names;
+}
+
+/// The MLP name for a former one (fnn_relu, fnn_relu_bn, crelu, crelu_ll, prelu_ll, tat), which
+/// --archs still accepts; other names unchanged.
+std::string current_mlp_name(const std::string& a) {
+  if (a == "fnn_relu" || a == "fnn_relu_bn" || a == "crelu" || a == "crelu_ll")
+    return shatter::to_string(shatter::parse_architecture(a));
+  if (a == "prelu_ll" || a == "tat") return "plain_" + a;
+  return a;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -70,6 +80,8 @@ void finish_config(config& c) {
   const bool mlp = c.family == "mlp";
   const std::vector<std::string>& valid = mlp ? mlp_names() : shatter::cifar_arch_names();
   c.archs = c.archs_text.empty() ? valid : split(c.archs_text);
+  if (mlp)
+    for (auto& a : c.archs) a = current_mlp_name(a);
   for (const auto& a : c.archs)
     if (std::find(valid.begin(), valid.end(), a) == valid.end())
       throw program::usage_error("--archs: unknown " + c.family + " architecture '" + a +
@@ -108,13 +120,13 @@ shatter::sequential<double> make_net(const config& c, const std::string& arch, i
   if (c.family == "mlp") {
     shatter::mlp_spec s;
     s.in = s.width = s.out = c.width;
-    s.depth = depth;
-    if (arch == "prelu_ll") return shatter::prelu_ll_mlp<double>(s, g);
-    if (arch == "tat") return shatter::tat_mlp<double>(s, g, c.eta);
+    s.hidden_layers = depth;
+    if (arch == "plain_prelu_ll") return shatter::prelu_ll_mlp<double>(s, g);
+    if (arch == "plain_tat") return shatter::tat_mlp<double>(s, g, c.eta);
     return shatter::build<double>(shatter::parse_architecture(arch), s, g);
   }
   shatter::cifar_spec s;
-  s.depth = depth;
+  s.weighted_layers = depth;
   s.input = {3, c.image, c.image};
   s.width = c.width;
   s.batch_norm = c.bn == "on";

@@ -34,8 +34,8 @@ namespace probe = shatter::probe;
 struct config {
   std::string out = "shattering_out";
   std::vector<shatter::architecture> archs{
-      shatter::architecture::fnn_relu, shatter::architecture::fnn_relu_bn,
-      shatter::architecture::resnet_bn, shatter::architecture::crelu_ll};
+      shatter::architecture::plain_relu, shatter::architecture::plain_relu_bn,
+      shatter::architecture::resnet_bn, shatter::architecture::plain_crelu_ll};
   std::vector<idx> depths{1, 24, 50, 200};
   idx width = 200;
   idx points = 65;

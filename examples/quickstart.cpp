@@ -50,9 +50,11 @@ int run(const options& o, int argc, char** argv) {
   program::check_regular_files("--data", o.data,
                                {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"});
-  // 60000 training and 10000 test images of 784 pixels, standardised. A missing file gives a
+  // 60000 training and 10000 test images of 784 pixels, standardized. A missing file gives a
   // message saying `apt-get install dataset-fashion-mnist`.
-  auto data = shatter::load_fashion_mnist<float>(o.data, /*standardise=*/true);
+  shatter::load_options lo;
+  lo.normalize = shatter::normalization::standardize;
+  auto data = shatter::load_fashion_mnist<float>(o.data, lo);
   if (o.limit_train > 0) data.train = data.train.head(o.limit_train);
   if (o.limit_test > 0) data.test = data.test.head(o.limit_test);
   if (data.train.size() < 128)
@@ -65,7 +67,7 @@ int run(const options& o, int argc, char** argv) {
   shatter::mlp_spec spec;
   spec.in = 784;
   spec.width = 256;
-  spec.depth = 20;
+  spec.hidden_layers = 20;
   spec.out = 10;
   shatter::rng rng(o.seed);
   auto net = shatter::looks_linear_mlp<float>(spec, rng);

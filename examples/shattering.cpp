@@ -1,11 +1,12 @@
 // The main demo: reproduces the shattered-gradients evidence of Balduzzi et al. (2017),
-// Figures 1-3 and the depth rates, for the architectures fnn_relu, fnn_relu_bn, resnet,
-// resnet_bn, crelu, crelu_ll, prelu_ll and tat. Writes tables to stdout, CSV files, a gnuplot
-// script and (when gnuplot is installed) PNG plots into the output folder; progress and messages go
-// to stderr.
+// Figures 1-3 and the depth rates, for the architectures plain_relu, plain_relu_bn, resnet,
+// resnet_bn, plain_crelu, plain_crelu_ll, plain_prelu_ll and plain_tat (the former names fnn_relu,
+// fnn_relu_bn, crelu, crelu_ll, prelu_ll and tat are still accepted by --archs). Writes tables to
+// stdout, CSV files, a gnuplot script and (when gnuplot is installed) PNG plots into the output
+// folder; progress and messages go to stderr.
 //
 //   shattering [--out DIR] [--seeds N] [--width W] [--points M] [--depths 1,2,4,...]
-//              [--archs fnn_relu,resnet_bn,...] [--threads T] [--bias-std S]
+//              [--archs plain_relu,resnet_bn,...] [--threads T] [--bias-std S]
 //              [--bn-grad fixed|through|running] [--json]
 //   shattering conv [--archs ...] [--depths 8,20,...] [--bn off|on|both] [--line pairs|random|both]
 //              [--seeds N] [--points M] [--quick] ...   (the CIFAR convnets; see conv_sweep.hpp)
@@ -194,7 +195,7 @@ shatter::mlp_spec spec_of(const config& c, const net_key& k) {
   s.in = 1;
   s.out = 1;
   s.width = c.width;
-  s.depth = k.depth;
+  s.hidden_layers = k.depth;
   s.bias = true;
   s.bias_std = c.bias_std;
   s.beta = k.beta;
@@ -250,44 +251,44 @@ struct figure_plan {
 figure_plan plan_figures(const config& c) {
   figure_plan f;
   const std::vector<series> fig1{
-      {"one_layer", "(a) 1-layer feedforward", net_key{architecture::fnn_relu, 1, 1.0}, {}},
-      {"fnn_relu_bn_24",
+      {"one_layer", "(a) 1-layer feedforward", net_key{architecture::plain_relu, 1, 1.0}, {}},
+      {"plain_relu_bn_24",
        "(b) 24-layer feedforward, BN",
-       net_key{architecture::fnn_relu_bn, 24, 1.0},
+       net_key{architecture::plain_relu_bn, 24, 1.0},
        {}},
       {"resnet_bn_50", "(c) 50-layer resnet, BN", net_key{architecture::resnet_bn, 50, 1.0}, {}},
       {"brown", "(d) brown noise", std::nullopt, {}},
       {"white", "(e) white noise", std::nullopt, {}},
-      {"fnn_relu_24",
+      {"plain_relu_24",
        "(b') 24-layer feedforward, no BN",
-       net_key{architecture::fnn_relu, 24, 1.0},
+       net_key{architecture::plain_relu, 24, 1.0},
        {}},
       {"resnet_50", "(c') 50-layer resnet, no BN", net_key{architecture::resnet, 50, 1.0}, {}}};
   for (const auto& s : fig1) {
     if (s.net && !c.wants(s.net->arch, s.net->depth)) continue;
     f.fig1.push_back(s);
-    if (s.net && (s.name == "one_layer" || s.name == "fnn_relu_24" || s.name == "resnet_50"))
+    if (s.net && (s.name == "one_layer" || s.name == "plain_relu_24" || s.name == "resnet_50"))
       f.fig1_no_bn = true;
-    if (s.net && s.name != "fnn_relu_24" && s.name != "resnet_50") f.fig1_bn = true;
+    if (s.net && s.name != "plain_relu_24" && s.name != "resnet_50") f.fig1_bn = true;
   }
   if (!f.fig1_bn)  // the noise references belong to figure1.png only
     f.fig1.erase(
         std::remove_if(f.fig1.begin(), f.fig1.end(), [](const series& s) { return !s.net; }),
         f.fig1.end());
-  const std::vector<acf_panel> fig2{{"feedforward, BN", architecture::fnn_relu_bn, 1.0},
+  const std::vector<acf_panel> fig2{{"feedforward, BN", architecture::plain_relu_bn, 1.0},
                                     {"resnet, BN, beta = 1", architecture::resnet_bn, 1.0},
                                     {"resnet, BN, beta = 0.1", architecture::resnet_bn, 0.1},
-                                    {"feedforward, no BN", architecture::fnn_relu, 1.0},
+                                    {"feedforward, no BN", architecture::plain_relu, 1.0},
                                     {"resnet, no BN, beta = 1", architecture::resnet, 1.0},
                                     {"resnet, no BN, beta = 0.1", architecture::resnet, 0.1}};
   for (idx d : {2, 4, 8, 16, 24, 50})
     if (c.has(d)) f.fig2_depths.push_back(d);
   for (const auto& p : fig2)
     if (c.has(p.arch) && !f.fig2_depths.empty()) f.fig2.push_back(p);
-  for (auto a : {architecture::fnn_relu, architecture::fnn_relu_bn})
+  for (auto a : {architecture::plain_relu, architecture::plain_relu_bn})
     if (c.has(a)) f.fig3_archs.push_back(a);
   f.fig3_depth = c.nearest_depth(50);
-  for (auto a : {architecture::fnn_relu_bn, architecture::resnet_bn})
+  for (auto a : {architecture::plain_relu_bn, architecture::resnet_bn})
     if (c.has(a)) f.bn_archs.push_back(a);
   f.bn_depth = c.nearest_depth(24);
   return f;
@@ -318,7 +319,8 @@ std::size_t probe_all(const config& c, result_map& results, const probe::sweep_o
   for (auto& [k, r] : results) {
     r.grads.resize(std::size_t(c.seeds));
     r.stats.resize(std::size_t(c.seeds));
-    const double w = k.arch == architecture::crelu || k.arch == architecture::crelu_ll ? 2 : 1;
+    const double w =
+        k.arch == architecture::plain_crelu || k.arch == architecture::plain_crelu_ll ? 2 : 1;
     for (int s = 0; s < c.seeds; ++s) jobs.push_back({k, s, w * double(k.depth)});
   }
   std::stable_sort(jobs.begin(), jobs.end(),
@@ -390,7 +392,7 @@ void print_sweep_legend(const config& c) {
                "0.5,\n  between otherwise; constant / two-valued for the degenerate cases;\n"
             << "theory R = predicted correlation after L layers; R_adj = correlation across "
                "seeds of the\ngradients at two adjacent inputs near t = 0.5.\n\n";
-  std::cout << std::left << std::setw(12) << "arch" << std::right << std::setw(6) << "depth"
+  std::cout << std::left << std::setw(16) << "arch" << std::right << std::setw(6) << "depth"
             << std::setw(17) << "lag1" << std::setw(17) << "slope"
             << "  " << std::left << std::setw(11) << "verdict" << std::right << std::setw(10)
             << "theory R" << std::setw(8) << "R_adj"
@@ -413,7 +415,7 @@ json depth_sweep(const config& c, const result_map& results, outputs& out) {
       const auto theory = probe::theory::predicted(a, double(d));
       const std::string name = shatter::to_string(a);
       json row = {{"arch", name}, {"depth", d}};
-      std::cout << std::left << std::setw(12) << name << std::right << std::setw(6) << d;
+      std::cout << std::left << std::setw(16) << name << std::right << std::setw(6) << d;
       if (!r.failure.empty()) {
         std::cout << "  failed: " << r.failure << "\n";
         csv << name << "," << d << "," << c.width << "," << c.points << "," << c.seeds
@@ -558,7 +560,7 @@ void figure3(const config& c, const probe::sweep_options& so, const figure_plan&
   auto shown = [&](architecture a, bool active, std::size_t l) {
     return fig3.count(a) ? fmt(active ? fig3[a].active[l] : fig3[a].coactive[l]) : "-";
   };
-  const architecture no_bn = architecture::fnn_relu, bn = architecture::fnn_relu_bn;
+  const architecture no_bn = architecture::plain_relu, bn = architecture::plain_relu_bn;
   std::ostringstream csv;
   csv << "layer,active_no_bn,coactive_no_bn,active_bn,coactive_bn\n";
   for (std::size_t l = 0; l < std::size_t(depth); ++l)
@@ -621,7 +623,7 @@ void bn_comparison(const config& c, const probe::sweep_options& so, const probe:
       lt += x.lag_through / bn_seeds;
       d = std::max(d, x.max_rel_diff);
     }
-    std::cout << "  " << std::left << std::setw(12) << shatter::to_string(f.bn_archs[a])
+    std::cout << "  " << std::left << std::setw(16) << shatter::to_string(f.bn_archs[a])
               << std::right << " lag1 fixed " << fmt(lf) << ", through " << fmt(lt)
               << ", largest gradient difference " << gfmt(d) << " of max|g|\n";
   }
@@ -674,12 +676,12 @@ void plot_figure1(std::ostream& g, const config& c, const figure_plan& f,
   std::ostringstream wo;
   wo << "Figure 1 without batch norm (1-D probe, biases drawn from N(0, " << c.bias_std << "^2))";
   if (f.fig1_bn)
-    block({"one_layer", "fnn_relu_bn_24", "resnet_bn_50", "brown", "white"}, "1800,700",
+    block({"one_layer", "plain_relu_bn_24", "resnet_bn_50", "brown", "white"}, "1800,700",
           "figure1.png",
           "Figure 1: gradient df/dx along " + std::to_string(c.points) +
               " inputs in [-2,2] (top) and covariance |(g-m)(g-m)^T|/var (bottom)");
   if (f.fig1_no_bn)
-    block({"one_layer", "fnn_relu_24", "resnet_50"}, "1100,700", "figure1_without_bn.png",
+    block({"one_layer", "plain_relu_24", "resnet_50"}, "1100,700", "figure1_without_bn.png",
           wo.str());
 }
 
@@ -706,7 +708,7 @@ void plot_figure3(std::ostream& g, const config& c, const figure_plan& f,
   auto curves = [&](int no_bn_col, int bn_col, const char* ref, const char* ref_title) {
     std::string s = "plot ";
     for (auto a : f.fig3_archs) {
-      const bool bn = a == architecture::fnn_relu_bn;
+      const bool bn = a == architecture::plain_relu_bn;
       s += "'figure3_activity.csv' every ::1 using 1:" + std::to_string(bn ? bn_col : no_bn_col) +
            " with linespoints pt 7 ps 0.5 title '" + (bn ? "BN" : "no BN") + "', ";
     }

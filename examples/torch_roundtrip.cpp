@@ -33,7 +33,7 @@ std::vector<config> configs() {
   m.depth = 3;
   m.out = 3;
   m.bias_std = 0.1;
-  for (auto a : {architecture::crelu_ll, architecture::resnet_bn})
+  for (auto a : {architecture::plain_crelu_ll, architecture::resnet_bn})
     out.push_back({"mlp_" + to_string(a), model_recipe(a, m), [a, m] {
                      rng g(7);
                      return build<float>(a, m, g);

@@ -15,7 +15,7 @@ shatter::sequential<float> make_net() {
   shatter::mlp_spec s;
   s.in = 3;
   s.width = 4;
-  s.depth = 1;
+  s.hidden_layers = 1;
   s.out = 2;
   s.batch_norm = true;
   return shatter::plain_relu_mlp<float>(s, g);

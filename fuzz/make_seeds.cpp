@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
     mlp_spec s;
     s.in = 3;
     s.width = 4;
-    s.depth = 1;
+    s.hidden_layers = 1;
     s.out = 2;
     s.batch_norm = true;
     auto net = plain_relu_mlp<float>(s, g);

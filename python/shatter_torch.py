@@ -5,7 +5,7 @@ and written here directly (an 8-byte header length, a JSON header, the raw littl
 
     import shatter_torch
     m = shatter_torch.load_module("net.safetensors")   # a shatter file -> nn.Module (strict load)
-    m = shatter_torch.mlp("crelu_ll", in_=1, width=64, depth=10, out=1)   # or build one here
+    m = shatter_torch.mlp("plain_crelu_ll", in_=1, width=64, depth=10, out=1)   # or build one here
     ... train m ...
     shatter_torch.save_module(m, "trained.safetensors")  # -> shatter's load_weights / load_network
 
@@ -295,14 +295,17 @@ def _bn(c, shape):
             "eps": 1e-5, "momentum": 0.1, "describe": "batch_norm"}
 
 
-MLP_NAMES = ["fnn_relu", "fnn_relu_bn", "resnet", "resnet_bn", "crelu", "crelu_ll"]
+MLP_NAMES = ["plain_relu", "plain_relu_bn", "resnet", "resnet_bn", "plain_crelu", "plain_crelu_ll"]
+# shatter's former names of the fully connected architectures, still accepted
+MLP_FORMER = {"fnn_relu": "plain_relu", "fnn_relu_bn": "plain_relu_bn", "crelu": "plain_crelu",
+              "crelu_ll": "plain_crelu_ll"}
 CIFAR_NAMES = ["resnet", "plain_relu", "plain_crelu", "plain_crelu_ll", "plain_prelu_ll", "plain_tat"]
 
 
 def looks_linear_(module):
     """shatter's looks-linear initialisation in place: the first weighted layer orthogonal, every
     later one (fed by a CReLU, possibly through pooling) [W0, -W0] with W0 orthogonal, biases 0;
-    the network is then exactly affine. For crelu_ll and plain_crelu_ll."""
+    the network is then exactly affine. For plain_crelu_ll (fully connected and CIFAR)."""
     weighted = [m for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     with torch.no_grad():
         for i, m in enumerate(weighted):
@@ -322,8 +325,9 @@ def looks_linear_(module):
 
 def mlp(name, in_, width, depth, out, bias=True, beta=1.0, dtype=torch.float32):
     """shatter's fully connected architecture `name` (network/architecture.hpp: build(a, s, g));
-    crelu_ll gets the looks-linear initialisation (looks_linear_), the others PyTorch's
-    default one."""
+    plain_crelu_ll gets the looks-linear initialisation (looks_linear_), the others PyTorch's
+    default one. The former names (fnn_relu, crelu_ll, ...) are accepted."""
+    name = MLP_FORMER.get(name, name)
     if name not in MLP_NAMES:
         raise ValueError(f"unknown architecture '{name}' (valid: {', '.join(MLP_NAMES)})")
     bn = name.endswith("_bn")
@@ -337,7 +341,7 @@ def mlp(name, in_, width, depth, out, bias=True, beta=1.0, dtype=torch.float32):
                            "describe": "residual"})
         layers.append(_dense(width, out, bias))
     else:
-        act = "crelu" if name.startswith("crelu") else "relu"
+        act = "crelu" if name.startswith("plain_crelu") else "relu"
         prev = in_
         for _ in range(depth):
             layers.append(_dense(prev, width, bias))
@@ -350,7 +354,7 @@ def mlp(name, in_, width, depth, out, bias=True, beta=1.0, dtype=torch.float32):
     m.shatter_model = json.dumps({"family": "mlp", "name": name, "in": in_, "width": width,
                                   "depth": depth, "out": out, "bias": bias, "bias_std": 0,
                                   "batch_norm": bn, "beta": beta})
-    return looks_linear_(m) if name == "crelu_ll" else m
+    return looks_linear_(m) if name == "plain_crelu_ll" else m
 
 
 def tat_slope_or_relu(layers, eta=0.9):

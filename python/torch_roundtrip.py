@@ -69,7 +69,7 @@ def from_shatter(d):
 
 def train_probe(path, io_path):
     torch.manual_seed(0)
-    m = shatter_torch.mlp("crelu_ll", in_=1, width=32, depth=6, out=1)
+    m = shatter_torch.mlp("plain_crelu_ll", in_=1, width=32, depth=6, out=1)
     t = torch.tensor([[-1.5], [0.25], [2.0]])
     with torch.no_grad():  # looks-linear at initialisation: f is affine, f(t) = f(0) + a t
         f, f0 = m(t)[:, 0], m(torch.zeros(1, 1))[0, 0]

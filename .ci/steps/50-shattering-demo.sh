@@ -16,8 +16,13 @@ header=$(head -1 "$out/a/depth_sweep.csv")
   { echo "depth_sweep.csv header is '$header'"; exit 1; }
 rows=$(($(wc -l < "$out/a/depth_sweep.csv") - 1))
 [ "$rows" -eq 24 ] || { echo "expected 24 rows (8 archs x 3 depths), got $rows"; exit 1; }
-grep -q '^crelu_ll,24,16,32,2,1,0,,,constant$' "$out/a/depth_sweep.csv" ||
-  { echo "crelu_ll must be constant with lag-1 exactly 1"; cat "$out/a/depth_sweep.csv"; exit 1; }
+grep -q '^plain_crelu_ll,24,16,32,2,1,0,,,constant$' "$out/a/depth_sweep.csv" ||
+  { echo "plain_crelu_ll must be constant with lag-1 exactly 1"; cat "$out/a/depth_sweep.csv"; exit 1; }
+grep -q '^plain_prelu_ll,24,16,32,2,1,0,,,constant$' "$out/a/depth_sweep.csv" ||
+  { echo "plain_prelu_ll must be constant with lag-1 exactly 1"; cat "$out/a/depth_sweep.csv"; exit 1; }
+archs=$(tail -n +2 "$out/a/depth_sweep.csv" | cut -d, -f1 | sort -u | paste -sd,)
+[ "$archs" = "plain_crelu,plain_crelu_ll,plain_prelu_ll,plain_relu,plain_relu_bn,plain_tat,resnet,resnet_bn" ] ||
+  { echo "depth_sweep.csv names the architectures $archs"; exit 1; }
 for f in depth_sweep_theory.csv figure1_gradients.csv figure2_acf.csv figure3_activity.csv plots.gp; do
   [ -s "$out/a/$f" ] || { echo "missing $f"; exit 1; }
 done
@@ -31,9 +36,12 @@ fi
 mkdir -p "$out/bin"
 ln -s "$(command -v bash)" "$out/bin/bash"
 ln -s "$(command -v sh)" "$out/bin/sh"
+# (crelu_ll: a former name, still accepted, reported under its current name)
 PATH="$out/bin" "$PWD/$bin" --out "$out/b" --archs crelu_ll --depths 2 --seeds 2 --width 8 \
   --points 16 > "$out/b.log" 2>&1
 grep -q "gnuplot not found" "$out/b.log" || { echo "no gnuplot note"; cat "$out/b.log"; exit 1; }
+grep -q '^plain_crelu_ll,2,' "$out/b/depth_sweep.csv" ||
+  { echo "the former name crelu_ll is not reported as plain_crelu_ll"; exit 1; }
 
 # Float overflow (a 1000-block resnet without BN grows like 2^(L/2)): reported, exit code 1.
 set +e

@@ -5,6 +5,7 @@
 
 #include "shatter/version.hpp"
 
+#include "shatter/core/build_note.hpp"
 #include "shatter/core/communicator.hpp"
 #include "shatter/core/error.hpp"
 #include "shatter/core/file.hpp"
@@ -49,11 +50,13 @@
 #include "shatter/network/plan.hpp"
 #include "shatter/network/residual.hpp"
 #include "shatter/network/sequential.hpp"
+#include "shatter/network/summary.hpp"
 
 #include "shatter/data/augment.hpp"
 #include "shatter/data/cifar10.hpp"
 #include "shatter/data/dataset.hpp"
 #include "shatter/data/idx.hpp"
+#include "shatter/data/image_data.hpp"
 #include "shatter/data/normalize.hpp"
 #include "shatter/loss/mse.hpp"
 #include "shatter/loss/softmax_cross_entropy.hpp"
@@ -67,6 +70,7 @@
 #include "shatter/train/fit.hpp"
 #include "shatter/train/fit_record.hpp"
 #include "shatter/train/nonfinite.hpp"
+#include "shatter/train/predict.hpp"
 #include "shatter/train/run_directory.hpp"
 #include "shatter/train/shuffle.hpp"
 #include "shatter/train/stop.hpp"
@@ -88,5 +92,8 @@
 #include "shatter/probe/theory.hpp"
 #include "shatter/probe/training_probe.hpp"
 #include "shatter/probe/units.hpp"
+
+// With the compiled companion library (shatter::compiled): its instantiations, declared extern.
+#include "shatter/compiled.hpp"
 
 #endif  // SHATTER_SHATTER_HPP

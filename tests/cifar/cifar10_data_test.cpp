@@ -4,14 +4,17 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "shatter/data/augment.hpp"
 #include "shatter/data/cifar10.hpp"
+#include "shatter/data/idx.hpp"
 #include "shatter/data/normalize.hpp"
 
 using namespace shatter;
@@ -83,10 +86,40 @@ TEST_CASE("CIFAR-10 loader reads generated files in the official binary layout")
   CHECK(c.test.labels[2] == 2);
   CHECK(c.test.x(5, 1) == Approx(pixel(0, 1, 5) / 255.0f));
 
-  const auto some = load_cifar10<double>(t.str(), 4, 2);
+  const auto some = load_cifar10<double>(t.str(), {4, 2});
   CHECK(some.train.size() == 4);
   CHECK(some.train.labels[3] == (2 + 0) % 10);  // first record of data_batch_2
   CHECK(some.test.size() == 2);
+}
+
+TEST_CASE("both image loaders return image_data and standardize with the same options") {
+  static_assert(std::is_same_v<decltype(load_cifar10<float>("")),
+                               decltype(load_fashion_mnist<float>("", load_options{}))>);
+  temp_dir t;
+  write_set(t.path);
+  const auto raw = load_cifar10<double>(t.str(), {6, 3});
+  load_options o{6, 3, normalization::standardize};
+  const auto c = load_cifar10<double>(t.str(), o);
+  CHECK(c.shape == image_shape{3, 32, 32});
+  // the training set's per-channel statistics, applied to both sets
+  const auto stats = channel_statistics(raw.train.x, raw.shape);
+  for (std::size_t ch = 0; ch < 3; ++ch) {
+    CHECK(c.statistics.mean[ch] == stats.mean[ch]);
+    CHECK(raw.statistics.stddev[ch] == stats.stddev[ch]);  // computed without normalising too
+    const auto block = c.train.x.middleRows(Idx(ch) * 1024, 1024).array();
+    CHECK(block.mean() == Approx(0).margin(1e-12));
+    CHECK(std::sqrt(block.square().mean()) == Approx(1).epsilon(1e-12));
+    const Idx j = 2, i = Idx(ch) * 1024 + 17;
+    CHECK(c.test.x(i, j) ==
+          Approx((raw.test.x(i, j) - stats.mean[ch]) / stats.stddev[ch]).epsilon(1e-12));
+  }
+  CHECK_THROWS_AS(load_cifar10<double>(t.str(), {-2, 3}), config_error);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  const auto old = load_cifar10<double>(t.str(), 6, 3);  // the former signature
+#pragma GCC diagnostic pop
+  CHECK(old.train.x == raw.train.x);
+  CHECK(old.test.labels == raw.test.labels);
 }
 
 TEST_CASE("CIFAR-10 loader: missing, truncated and corrupt files give errors naming the file") {
@@ -97,7 +130,7 @@ TEST_CASE("CIFAR-10 loader: missing, truncated and corrupt files give errors nam
                     Catch::Contains("data_batch_3.bin") && Catch::Contains("missing") &&
                         Catch::Contains("cs.toronto.edu/~kriz/cifar.html"));
   // Even when the limit means the file is not read, its absence is reported.
-  CHECK_THROWS_AS(load_cifar10<float>(t.str(), 2), data_error);
+  CHECK_THROWS_AS(load_cifar10<float>(t.str(), load_options{2}), data_error);
 
   write_set(t.path);
   {
@@ -130,7 +163,7 @@ TEST_CASE("CIFAR-10 shared copy: first labels match the official release") {
     WARN("skipped: no CIFAR-10 copy at " << dir);
     return;
   }
-  const auto c = load_cifar10<float>(dir, 10, 10);
+  const auto c = load_cifar10<float>(dir, {10, 10});
   const std::vector<std::int32_t> train{6, 9, 9, 4, 1, 1, 2, 7, 8, 3};
   const std::vector<std::int32_t> test{3, 8, 8, 0, 6, 6, 1, 6, 3, 1};
   CHECK(c.train.labels == train);

@@ -16,7 +16,7 @@ TEST_CASE("CIFAR networks have depth = 6n + 2 weighted layers, up to 200") {
   for (const auto& name : cifar_arch_names())
     for (Idx depth : {8, 20, 56, 200}) {
       cifar_spec s;
-      s.depth = depth;
+      s.weighted_layers = depth;
       auto net = build_cifar<float>(parse_cifar_arch(name), s, g);
       INFO(name << " depth " << depth);
       CHECK(count_weighted_layers<float>(net) == depth);
@@ -24,7 +24,7 @@ TEST_CASE("CIFAR networks have depth = 6n + 2 weighted layers, up to 200") {
       CHECK(net.out_size() == 10);
     }
   cifar_spec bad;
-  bad.depth = 21;
+  bad.weighted_layers = 21;
   CHECK_THROWS_WITH(build_cifar<float>(cifar_arch::resnet, bad, g), Catch::Contains("6 n + 2"));
   CHECK_THROWS_WITH(parse_cifar_arch("vgg"), Catch::Contains("plain_crelu_ll"));
 }
@@ -49,7 +49,7 @@ TEST_CASE("CIFAR networks: gradients match finite differences (small images, dou
   for (const auto& name : cifar_arch_names()) {
     rng g(53);
     cifar_spec s;
-    s.depth = 8;
+    s.weighted_layers = 8;
     s.input = {2, 6, 6};
     s.width = 2;
     s.classes = 3;
@@ -70,7 +70,7 @@ TEST_CASE(
   for (const auto& name : cifar_arch_names()) {
     rng g(54);
     cifar_spec s;
-    s.depth = 14;
+    s.weighted_layers = 14;
     s.input = {3, 8, 8};
     s.width = 4;
     auto net = build_cifar<float>(parse_cifar_arch(name), s, g);

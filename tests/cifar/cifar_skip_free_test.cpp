@@ -11,7 +11,7 @@ namespace {
 
 cifar_spec small_spec(Idx depth, bool bn) {
   cifar_spec s;
-  s.depth = depth;
+  s.weighted_layers = depth;
   s.input = {3, 8, 8};
   s.width = 4;
   s.batch_norm = bn;

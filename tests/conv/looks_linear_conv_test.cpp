@@ -88,7 +88,7 @@ TEST_CASE("a looks-linear conv net without batch norm is exactly linear at initi
   for (bool delta : {false, true}) {
     rng g(34);
     cifar_spec s;
-    s.depth = 14;
+    s.weighted_layers = 14;
     s.input = {3, 8, 8};
     s.width = 4;
     s.batch_norm = false;

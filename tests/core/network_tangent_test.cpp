@@ -58,7 +58,7 @@ sequential<double> small_resnet(rng& g) {
 
 cifar_spec small_cifar() {
   cifar_spec s;
-  s.depth = 8;
+  s.weighted_layers = 8;
   s.input = {3, 8, 8};
   s.width = 4;
   s.classes = 1;

@@ -77,7 +77,7 @@ void train_step(plan<double>& p, const matrix<double>& x, const matrix<double>& 
 
 cifar_spec small_cifar(idx classes) {
   cifar_spec s;
-  s.depth = 8;
+  s.weighted_layers = 8;
   s.input = {3, 8, 8};
   s.width = 4;
   s.classes = classes;

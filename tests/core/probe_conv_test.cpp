@@ -21,7 +21,7 @@ namespace {
 
 cifar_spec small_cifar() {
   cifar_spec s;
-  s.depth = 8;
+  s.weighted_layers = 8;
   s.input = {3, 8, 8};
   s.width = 4;
   s.classes = 1;
@@ -259,7 +259,7 @@ TEST_CASE("unit_activity counts every relu of an MLP resnet, inside residual and
   // leaf, and with the sweep batch's statistics each unit is on for about half the inputs.
   mlp_spec s;
   s.width = 16;
-  s.depth = 4;
+  s.hidden_layers = 4;
   auto resnet = build<double>(architecture::resnet_bn, s, g);
   const idx relu_leaves =
       count_leaves(resnet, [](layer<double>& l) { return dynamic_cast<relu<double>*>(&l); });

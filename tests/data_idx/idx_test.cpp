@@ -92,7 +92,7 @@ TEST_CASE("IDX images and labels load from gzip and plain files", "[data][idx]")
   }
 }
 
-TEST_CASE("standardisation uses the given statistics", "[data][idx]") {
+TEST_CASE("standardization uses the given statistics", "[data][idx]") {
   shatter::dataset<double> d;
   d.x.resize(2, 2);
   d.x << 0, 1, 2, 3;
@@ -172,14 +172,18 @@ TEST_CASE("the real Fashion-MNIST files load (when installed)", "[data][idx][fas
     WARN("skipped: " << dir << " not found (apt-get install dataset-fashion-mnist)");
     return;
   }
-  const auto f = shatter::load_fashion_mnist<float>(dir, true);
+  shatter::load_options o;
+  o.normalize = shatter::normalization::standardize;
+  const auto f = shatter::load_fashion_mnist<float>(dir, o);
   CHECK(f.train.size() == 60000);
   CHECK(f.test.size() == 10000);
   CHECK(f.train.features() == 784);
   std::vector<int> count(10, 0);
   for (auto y : f.train.labels) ++count[static_cast<std::size_t>(y)];
   for (int c : count) CHECK(c == 6000);  // Fashion-MNIST is balanced
-  CHECK(f.statistics.mean == Approx(0.2860).margin(1e-3));
-  CHECK(f.statistics.stddev == Approx(0.3530).margin(1e-3));
+  CHECK(f.statistics.mean.at(0) == Approx(0.2860).margin(1e-3));
+  CHECK(f.statistics.stddev.at(0) == Approx(0.3530).margin(1e-3));
   CHECK(f.train.x.cast<double>().mean() == Approx(0.0).margin(1e-5));
+  CHECK(f.shape == shatter::image_shape{1, 28, 28});
+  CHECK(f.classes.size() == 10);
 }

@@ -7,6 +7,8 @@
 #include "shatter/init/he.hpp"
 #include "shatter/init/looks_linear.hpp"
 #include "shatter/init/orthogonal.hpp"
+#include "shatter/layer/conv2d.hpp"
+#include "shatter/layer/global_avg_pool.hpp"
 #include "shatter/network/builders.hpp"
 
 using namespace shatter;
@@ -69,7 +71,7 @@ TEST_CASE("looks-linear init refuses inputs that are not a matching CReLU output
   mlp_spec s;
   s.in = 2;
   s.width = 4;
-  s.depth = 3;
+  s.hidden_layers = 3;
   auto net = plain_relu_mlp<double>(s, g);
   CHECK_THROWS_WITH(apply_looks_linear(net, g),
                     Catch::Contains("layer 2") && Catch::Contains("relu"));
@@ -102,7 +104,7 @@ TEST_CASE("a looks-linear CReLU net equals the product of its W0 matrices at ini
         mlp_spec s;
         s.in = 5;
         s.width = 12;
-        s.depth = depth;
+        s.hidden_layers = depth;
         s.out = 3;
         s.bias_std = bias_std;
         auto net = looks_linear_mlp<double>(s, g);
@@ -121,7 +123,7 @@ TEST_CASE("with orthogonal W0 the input-Jacobian of a looks-linear net is orthog
     rng g(7);
     mlp_spec s;
     s.in = s.width = s.out = 10;
-    s.depth = depth;
+    s.hidden_layers = depth;
     auto net = looks_linear_mlp<double>(s, g);
     // Ten copies of one random input; backward with dy = I gives dx = J^T.
     matrix<double> x = vector<double>::NullaryExpr(10, [&] { return g.normal(); }).replicate(1, 10);
@@ -136,7 +138,7 @@ TEST_CASE("looks-linear nets are linear in float too, and with batch norm") {
   mlp_spec s;
   s.in = 4;
   s.width = 16;
-  s.depth = 24;
+  s.hidden_layers = 24;
   s.out = 2;
   auto net = looks_linear_mlp<float>(s, g);
   matrix<float> x = matrix<float>::Random(4, 6);
@@ -154,4 +156,69 @@ TEST_CASE("looks-linear nets are linear in float too, and with batch norm") {
   pts << a, b, matrix<double>(0.25 * a + 0.75 * b);
   const matrix<double> y = bn_net.forward(pts, mode::eval);
   CHECK((y.col(2) - 0.25 * y.col(0) - 0.75 * y.col(1)).cwiseAbs().maxCoeff() < 1e-9);
+}
+
+TEST_CASE("a looks-linear classifier after global average pooling of a CReLU is exactly linear") {
+  rng g(11);
+  sequential<double> net;
+  auto& conv = net.add(conv2d<double>({2, 6, 6}, 4, 3, 1, 1, false, no_init));
+  init::orthogonal(conv.weight(), g);
+  net.add(crelu<double>());  // 8 channels: [relu(z); relu(-z)]
+  net.add(global_avg_pool<double>({8, 6, 6}));
+  auto& fc = net.add(dense<double>(8, 3, false));
+  init::looks_linear(fc, net[2], g);  // fed by the pooling: accepted by itself
+  CHECK((fc.weight().leftCols(4) + fc.weight().rightCols(4)).norm() == 0);
+  const matrix<double> x = matrix<double>::Random(72, 5), y = matrix<double>::Random(72, 5);
+  const matrix<double> fx = net.forward(x, mode::eval), fy = net.forward(y, mode::eval);
+  const matrix<double> fxy = net.forward(matrix<double>(2.5 * x - 1.5 * y), mode::eval);
+  CHECK((fxy - (2.5 * fx - 1.5 * fy)).cwiseAbs().maxCoeff() < 1e-12);
+  // and it is W0 times the pooled convolution: relu(z) - relu(-z) = z
+  CHECK(fx.cwiseAbs().maxCoeff() > 1e-3);
+}
+
+TEST_CASE("apply_looks_linear accepts a pooled CReLU and refuses a pooled ReLU") {
+  for (bool mirrored : {true, false}) {
+    rng g(2);
+    sequential<double> net;
+    net.add(dense<double>(3, 4));
+    if (mirrored)
+      net.add(crelu<double>());
+    else
+      net.add(relu<double>());
+    const shatter::index c = mirrored ? 8 : 4;
+    net.add(global_avg_pool<double>({c, 1, 1}));
+    net.add(dense<double>(c, 2));
+    if (mirrored) {
+      apply_looks_linear(net, g);
+      const matrix<double> x = matrix<double>::Random(3, 4);
+      const matrix<double> f1 = net.forward(x, mode::eval);
+      const matrix<double> f2 = net.forward(matrix<double>(3 * x), mode::eval);
+      const matrix<double> f0 = net.forward(matrix<double>::Zero(3, 4), mode::eval);
+      CHECK(((f2 - f0) - 3 * (f1 - f0)).cwiseAbs().maxCoeff() < 1e-12);  // affine (biases)
+    } else {
+      CHECK_THROWS_WITH(apply_looks_linear(net, g),
+                        Catch::Contains("layer 3") && Catch::Contains("not of a CReLU output"));
+    }
+  }
+}
+
+TEST_CASE("every initialiser takes the layer first: the same draws as on its weight matrix") {
+  rng g1(5), g2(5);
+  dense<double> d1(6, 4), d2(6, 4);
+  conv2d<double> c1({3, 5, 5}, 2, 3), c2({3, 5, 5}, 2, 3);
+  init::he_normal(d1, g1);
+  init::he_normal(d2.weight(), g2);
+  CHECK(d1.weight() == d2.weight());
+  init::he_normal(c1, g1, 1.0);
+  init::he_normal(c2.weight(), g2, c2.fan_in(), 1.0);  // fan_in 27: the weight's columns
+  CHECK(c1.weight() == c2.weight());
+  init::orthogonal(d1, g1, 2.0);
+  init::orthogonal(d2.weight(), g2, 2.0);
+  CHECK(d1.weight() == d2.weight());
+  init::glorot_uniform(c1, g1);
+  init::glorot_uniform(c2.weight(), g2);
+  CHECK(c1.weight() == c2.weight());
+  init::glorot_normal(d1, g1, 0.5);
+  init::glorot_normal(d2.weight(), g2, 0.5);
+  CHECK(d1.weight() == d2.weight());
 }

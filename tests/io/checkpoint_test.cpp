@@ -20,7 +20,7 @@ sequential<T> make_net(std::uint64_t seed, shatter::index width = 6) {
   mlp_spec s;
   s.in = 3;
   s.width = width;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.out = 2;
   s.batch_norm = true;
   s.bias_std = 0.1;

@@ -143,8 +143,8 @@ TEST_CASE("weights: non-strict load reports what it skipped and did not find", "
   s.width = 4;
   s.depth = 2;
   s.out = 2;
-  auto net = build<double>(architecture::fnn_relu, s, g);
-  save_weights(path, net, {{{"note", "test"}}, model_recipe(architecture::fnn_relu, s)});
+  auto net = build<double>(architecture::plain_relu, s, g);
+  save_weights(path, net, {{{"note", "test"}}, model_recipe(architecture::plain_relu, s)});
   auto f = io::read_safetensors(path);
   CHECK(f.metadata.at("note") == "test");
   CHECK(f.metadata.at("shatter.model").find("\"name\":\"fnn_relu\"") != std::string::npos);
@@ -155,7 +155,7 @@ TEST_CASE("weights: non-strict load reports what it skipped and did not find", "
   io::write_safetensors(cut, f);
 
   rng h(9);
-  auto target = build<double>(architecture::fnn_relu, s, h);
+  auto target = build<double>(architecture::plain_relu, s, h);
   const matrix<double> kept = static_cast<dense<double>&>(target[2]).bias();
   SECTION("strict: refused with the first few names and the counts, nothing changed") {
     const auto before = target;
@@ -269,7 +269,7 @@ TEST_CASE("checkpoint: an optimiser's state does not load into another kind", "[
   s.in = 2;
   s.width = 3;
   s.out = 1;
-  auto net = build<float>(architecture::fnn_relu, s, g);
+  auto net = build<float>(architecture::plain_relu, s, g);
   adamw<float> aw(net.parameters());
   adam<float> a(net.parameters());
   save_checkpoint(path, net, aw, g, 0, 0);

@@ -5,6 +5,7 @@
 #include "shatter/activation/prelu.hpp"
 #include "shatter/activation/tanh.hpp"
 #include "shatter/network/builders.hpp"
+#include "shatter/network/cifar.hpp"
 
 using namespace shatter;
 using shatter::matrix;
@@ -36,7 +37,7 @@ TEST_CASE("copies of a network are deep") {
   mlp_spec s;
   s.in = 3;
   s.width = 4;
-  s.depth = 2;
+  s.hidden_layers = 2;
   auto a = plain_relu_mlp<double>(s, g);
   sequential<double> b = a;
   dynamic_cast<dense<double>&>(b[0]).weight().setZero();
@@ -48,13 +49,13 @@ TEST_CASE("every family's gradients match finite differences end to end") {
   mlp_spec s;
   s.in = 3;
   s.width = 5;
-  s.depth = 3;
+  s.hidden_layers = 3;
   s.out = 2;
   s.bias_std = 0.3;
   for (const auto& name : architecture_names()) {
     DYNAMIC_SECTION(name) {
       auto net = build<double>(parse_architecture(name), s, g);
-      if (name == "crelu_ll") {
+      if (name == "plain_crelu_ll") {
         // Perturb the mirror so that the check also covers the non-linear regime.
         for (auto& p : net.parameters())
           for (shatter::index i = 0; i < p.value->size(); ++i) (*p.value)(i) += 0.05 * g.normal();
@@ -84,7 +85,7 @@ TEST_CASE("builders produce the documented layer counts and sizes") {
   mlp_spec s;
   s.in = 7;
   s.width = 9;
-  s.depth = 4;
+  s.hidden_layers = 4;
   s.out = 3;
   auto relu_net = plain_relu_mlp<float>(s, g);
   CHECK(relu_net.size() == 4 * 2 + 1);
@@ -94,7 +95,7 @@ TEST_CASE("builders produce the documented layer counts and sizes") {
   CHECK(res.size() == 4 + 2);
   s.batch_norm = true;
   CHECK(plain_relu_mlp<float>(s, g).size() == 4 * 3 + 1);
-  CHECK(build<float>(architecture::fnn_relu, s, g).size() == 4 * 2 + 1);  // name decides BN
+  CHECK(build<float>(architecture::plain_relu, s, g).size() == 4 * 2 + 1);  // name decides BN
   CHECK(to_string(parse_architecture("resnet_bn")) == "resnet_bn");
   CHECK_THROWS_WITH(parse_architecture("fnn_tanh"),
                     Catch::Contains("fnn_tanh") && Catch::Contains("crelu_ll"));
@@ -105,7 +106,7 @@ TEST_CASE("a depth-200 looks-linear network builds fast and runs") {
   mlp_spec s;
   s.in = 1;
   s.width = 64;
-  s.depth = 200;
+  s.hidden_layers = 200;
   auto net = looks_linear_mlp<float>(s, g);
   CHECK(net.size() == 401);
   matrix<float> x = matrix<float>::Random(1, 16);
@@ -119,9 +120,9 @@ TEST_CASE("a depth-200 looks-linear network builds fast and runs") {
 TEST_CASE("bad network configurations give clear errors") {
   rng g(6);
   mlp_spec s;
-  s.depth = 0;
-  CHECK_THROWS_WITH(plain_relu_mlp<double>(s, g), Catch::Contains("depth = 0"));
-  s.depth = 2;
+  s.hidden_layers = 0;
+  CHECK_THROWS_WITH(plain_relu_mlp<double>(s, g), Catch::Contains("hidden_layers = 0"));
+  s.hidden_layers = 2;
   s.width = 0;
   CHECK_THROWS_WITH(looks_linear_mlp<double>(s, g), Catch::Contains("width = 0"));
   s.width = 3;
@@ -152,4 +153,49 @@ TEST_CASE("rng: reproducible streams, portable normal draws, state round trip") 
   d.set_state(st);
   CHECK(d.normal() == next);
   for (int i = 0; i < 1000; ++i) REQUIRE(c.below(7) < 7);
+}
+
+TEST_CASE("the specs' former depth fields still build the same networks") {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  rng g1(4), g2(4);
+  mlp_spec a, b;
+  a.in = b.in = 3;
+  a.width = b.width = 5;
+  a.hidden_layers = 4;
+  b.depth = 4;  // the old name wins when set
+  b.hidden_layers = 1;
+  auto na = looks_linear_mlp<double>(a, g1);
+  auto nb = looks_linear_mlp<double>(b, g2);
+  CHECK(na.size() == nb.size());
+  CHECK(count_weighted_layers(na) == 5);
+  const matrix<double> x = matrix<double>::Random(3, 4);
+  CHECK(na.forward(x, mode::eval) == nb.forward(x, mode::eval));
+  cifar_spec c, d;
+  c.weighted_layers = 14;
+  d.depth = 14;
+  c.width = d.width = 2;
+  c.input = d.input = {1, 8, 8};
+  auto nc = build_cifar<double>(cifar_arch::plain_crelu_ll, c, g1);
+  auto nd = build_cifar<double>(cifar_arch::plain_crelu_ll, d, g2);
+  CHECK(count_weighted_layers(nc) == 14);
+  CHECK(count_weighted_layers(nd) == 14);
+#pragma GCC diagnostic pop
+}
+
+TEST_CASE("architecture names follow the CIFAR family's; the former names still parse") {
+  CHECK(architecture_names() == std::vector<std::string>{"plain_relu", "plain_relu_bn", "resnet",
+                                                         "resnet_bn", "plain_crelu",
+                                                         "plain_crelu_ll"});
+  CHECK(parse_architecture("fnn_relu") == architecture::plain_relu);
+  CHECK(parse_architecture("fnn_relu_bn") == architecture::plain_relu_bn);
+  CHECK(parse_architecture("crelu") == architecture::plain_crelu);
+  CHECK(parse_architecture("crelu_ll") == architecture::plain_crelu_ll);
+  CHECK(to_string(parse_architecture("crelu_ll")) == "plain_crelu_ll");
+  for (const auto& name : architecture_names()) {
+    CHECK(to_string(parse_architecture(name)) == name);
+    if (name != "plain_relu_bn" && name != "resnet_bn")  // the CIFAR family has these too
+      CHECK(to_string(parse_cifar_arch(name)) == name);
+  }
+  CHECK_THROWS_WITH(parse_architecture("plain_tanh"), Catch::Contains("plain_crelu_ll"));
 }

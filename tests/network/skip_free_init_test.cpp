@@ -36,7 +36,7 @@ TEST_CASE("prelu_ll_mlp is exactly linear at initialisation and learns its slope
   mlp_spec s;
   s.in = 6;
   s.width = 24;
-  s.depth = 30;
+  s.hidden_layers = 30;
   s.out = 3;
   s.bias_std = 0.5;
   for (auto base : {init::ll_base::orthogonal, init::ll_base::he_normal}) {
@@ -71,7 +71,7 @@ TEST_CASE("prelu_ll_mlp and tat_mlp gradients match finite differences") {
   mlp_spec s;
   s.in = 3;
   s.width = 5;
-  s.depth = 14;
+  s.hidden_layers = 14;
   s.out = 2;
   s.bias_std = 0.3;
   auto p = prelu_ll_mlp<double>(s, g);
@@ -90,7 +90,7 @@ TEST_CASE("tat_mlp uses TAT's slope and gain in every hidden layer") {
   mlp_spec s;
   s.in = 4;
   s.width = 8;
-  s.depth = 50;
+  s.hidden_layers = 50;
   auto net = tat_mlp<double>(s, g, 0.9);
   const double a = tat_slope(50, 0.9);
   int acts = 0;
@@ -101,7 +101,7 @@ TEST_CASE("tat_mlp uses TAT's slope and gain in every hidden layer") {
       CHECK(l->op().gain == Approx(tat_gain(a)).epsilon(1e-15));
     }
   CHECK(acts == 50);
-  s.depth = 8;  // C_f(0) = 0.9 unreachable: plain ReLU with gain sqrt 2
+  s.hidden_layers = 8;  // C_f(0) = 0.9 unreachable: plain ReLU with gain sqrt 2
   auto shallow = tat_mlp<double>(s, g, 0.9);
   CHECK(dynamic_cast<leaky_relu<double>&>(shallow[1]).op().slope == 0.0);
   CHECK_THROWS_WITH(tat_mlp<double>(s, g, 1.5), Catch::Contains("eta"));
@@ -113,7 +113,7 @@ TEST_CASE("tat_mlp: the Monte-Carlo C-map at initialisation gives C_f(0) = eta w
   rng g(24);
   for (double eta : {0.9, 0.6}) {
     mlp_spec s;
-    s.depth = 20;
+    s.hidden_layers = 20;
     s.bias = false;
     double sum = 0;
     int nets = 0;

@@ -174,7 +174,7 @@ TEST_CASE("a CReLU looks-linear MLP training step allocates nothing after warm-u
   shatter::mlp_spec s;
   s.in = 300;
   s.width = 96;
-  s.depth = 6;
+  s.hidden_layers = 6;
   s.out = 10;
   check_steady_state(shatter::looks_linear_mlp<float>(s, g), 128, false);
   check_steady_state(shatter::looks_linear_mlp<double>(s, g), 33, true);
@@ -185,7 +185,7 @@ TEST_CASE("a ReLU MLP training step allocates nothing after warm-up", "[perf]") 
   shatter::mlp_spec s;
   s.in = 200;
   s.width = 256;
-  s.depth = 4;
+  s.hidden_layers = 4;
   s.out = 10;
   check_steady_state(shatter::plain_relu_mlp<float>(s, g), 128, false);
   s.bias = false;

@@ -48,7 +48,7 @@ shatter::matrix<double> step_params(int threads) {
   shatter::mlp_spec s;
   s.in = 150;
   s.width = 200;
-  s.depth = 3;
+  s.hidden_layers = 3;
   s.out = 7;
   auto net = shatter::looks_linear_mlp<double>(s, g);
   shatter::matrix<double> x(150, 96);

@@ -91,7 +91,7 @@ sequential<double> product_net() {
   mlp_spec s;
   s.in = 64;
   s.width = 300;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.out = 10;
   return looks_linear_mlp<double>(s, g);
 }

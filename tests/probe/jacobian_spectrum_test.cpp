@@ -56,7 +56,7 @@ sequential<double> body_of(sequential<double>& net) {
 
 cifar_spec tiny_cifar(bool bn) {
   cifar_spec s;
-  s.depth = 8;
+  s.weighted_layers = 8;
   s.input = {2, 6, 6};
   s.width = 2;
   s.classes = 3;
@@ -75,7 +75,7 @@ TEST_CASE("looks-linear MLPs without BN have exactly the singular values of thei
   s.bias_std = 0.5;
   for (Idx depth : {1, 5, 40}) {
     INFO("depth " << depth);
-    s.depth = depth;
+    s.hidden_layers = depth;
     // He-normal W0: singular values spread with depth, so the comparison is not trivially 1.
     auto net = looks_linear_mlp<double>(s, g, init::ll_base::he_normal);
     const Eigen::VectorXd want = singular_values(product_of_w0(net));
@@ -86,12 +86,12 @@ TEST_CASE("looks-linear MLPs without BN have exactly the singular values of thei
   }
   // Orthogonal W0 (square): every singular value is 1 (perfect dynamical isometry).
   s.out = s.in = s.width = 16;
-  s.depth = 30;
+  s.hidden_layers = 30;
   auto iso = looks_linear_mlp<double>(s, g);
   const auto sv = probe::jacobian_singular_values(iso, normal(16, 2, g));
   CHECK((sv[0].array() - 1).abs().maxCoeff() < 1e-12);
   // PReLU-LL: the product of all its weight matrices.
-  s.depth = 20;
+  s.hidden_layers = 20;
   auto pl = prelu_ll_mlp<double>(s, g, init::ll_base::he_normal);
   Eigen::MatrixXd prod = Eigen::MatrixXd::Identity(16, 16);
   for (std::size_t i = 0; i < pl.size(); ++i)
@@ -106,7 +106,7 @@ TEST_CASE("singular values of a one-layer ReLU net: sqrt 2 (repeated) and 0, all
   rng g(76);
   mlp_spec s;
   s.in = s.width = s.out = 64;
-  s.depth = 1;
+  s.hidden_layers = 1;
   s.bias = false;
   auto net = tat_mlp<double>(s, g);  // depth 1: a = 0, gain sqrt 2, orthogonal weights
   const matrix<double> x = normal(64, 16, g);
@@ -131,7 +131,7 @@ TEST_CASE("exact Jacobians match finite differences and the backward pass") {
   mlp_spec s;
   s.in = 5;
   s.width = 7;
-  s.depth = 4;
+  s.hidden_layers = 4;
   s.out = 3;
   s.bias_std = 0.5;
   auto net = plain_relu_mlp<double>(s, g);
@@ -172,7 +172,7 @@ TEST_CASE("Lanczos singular values match the exact SVD (MLP and convnet, with an
   rng g(73);
   mlp_spec s;
   s.in = s.width = s.out = 24;
-  s.depth = 14;
+  s.hidden_layers = 14;
   s.bias_std = 0.3;
   // TAT's leaky ReLU for a small eta (slope well above 0) keeps J well conditioned, so Lanczos
   // runs all 24 steps.
@@ -239,7 +239,7 @@ TEST_CASE("Jacobian probes refuse what they cannot compute") {
   mlp_spec s;
   s.in = 4;
   s.width = 5;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.batch_norm = true;
   auto net = plain_relu_mlp<double>(s, g);
   CHECK_THROWS_WITH(probe::jacobians(net, normal(4, 1, g)), Catch::Contains("at least 2 samples"));

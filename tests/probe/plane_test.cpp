@@ -51,7 +51,7 @@ TEST_CASE("plane_through passes through the three points", "[plane]") {
 
 TEST_CASE("a looks-linear net has a constant gradient map and correlation 1", "[plane]") {
   rng g(11);
-  auto net = build<double>(architecture::crelu_ll, two_input(6), g);
+  auto net = build<double>(architecture::plain_crelu_ll, two_input(6), g);
   plane_options o;
   o.points = 17;
   const auto r = sweep_plane(net, unit_axes(), o);
@@ -69,7 +69,7 @@ TEST_CASE("a looks-linear net has a constant gradient map and correlation 1", "[
 
 TEST_CASE("the gradient map's rows are line sweeps along e1", "[plane]") {
   rng g(5);
-  auto net = build<double>(architecture::fnn_relu, two_input(3), g);
+  auto net = build<double>(architecture::plain_relu, two_input(3), g);
   plane_options o;
   o.points = 9;
   const plane_basis p = unit_axes();
@@ -119,7 +119,7 @@ TEST_CASE("dft2 inverts", "[plane]") {
 
 TEST_CASE("sweep_plane and the spectrum refuse bad input", "[plane]") {
   rng g(2);
-  auto net = build<double>(architecture::fnn_relu, two_input(1), g);
+  auto net = build<double>(architecture::plain_relu, two_input(1), g);
   plane_options o;
   o.points = 2;
   CHECK_THROWS_AS(sweep_plane(net, unit_axes(), o), config_error);
@@ -138,7 +138,7 @@ TEST_CASE("sweep_plane and the spectrum refuse bad input", "[plane]") {
   CHECK_THROWS_AS(sweep_plane(net, bad, o), config_error);
   mlp_spec two_out = two_input(1);
   two_out.out = 2;
-  auto net2 = build<double>(architecture::fnn_relu, two_out, g);
+  auto net2 = build<double>(architecture::plain_relu, two_out, g);
   CHECK_THROWS_AS(sweep_plane(net2, unit_axes(), o), shape_error);
   CHECK_THROWS_AS(radial_power_spectrum(Eigen::MatrixXd::Zero(3, 8)), config_error);
   CHECK_THROWS_AS(radial_spectrum_slope(Eigen::MatrixXd::Ones(16, 16)), numeric_error);

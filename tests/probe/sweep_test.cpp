@@ -23,7 +23,7 @@ mlp_spec small_spec(idx depth, idx in = 1) {
   mlp_spec s;
   s.in = in;
   s.width = 12;
-  s.depth = depth;
+  s.hidden_layers = depth;
   s.bias_std = 0.5;
   return s;
 }
@@ -120,7 +120,7 @@ TEST_CASE("sweep gradients match finite differences, every architecture, fixed B
 TEST_CASE("sweep gradients differentiated through BN statistics match finite differences",
           "[probe][sweep]") {
   const double h = 1e-6;
-  for (auto arch : {architecture::fnn_relu_bn, architecture::resnet_bn}) {
+  for (auto arch : {architecture::plain_relu_bn, architecture::resnet_bn}) {
     rng g(11);
     auto net = build<double>(arch, small_spec(3), g);
     const auto r = sweep(net, opts(16, bn_statistics::through, gradient_method::automatic));
@@ -146,7 +146,7 @@ TEST_CASE("sweep gradients differentiated through BN statistics match finite dif
 
 TEST_CASE("sweep with running BN statistics matches finite differences", "[probe][sweep]") {
   rng g(3);
-  auto net = build<double>(architecture::fnn_relu_bn, small_spec(2), g);
+  auto net = build<double>(architecture::plain_relu_bn, small_spec(2), g);
   for (auto& b : net.buffers()) b.value->array() += 0.25;  // non-trivial running statistics
   const double h = 1e-6;
   for (auto method : {gradient_method::tangent, gradient_method::backprop}) {
@@ -178,7 +178,7 @@ TEST_CASE("the tangent and backprop methods agree, float and double", "[probe][s
 }
 
 TEST_CASE("the tangent sweep split over threads equals the single-thread sweep", "[probe][sweep]") {
-  for (auto arch : {architecture::fnn_relu, architecture::resnet, architecture::crelu_ll}) {
+  for (auto arch : {architecture::plain_relu, architecture::resnet, architecture::plain_crelu_ll}) {
     rng g(31);
     mlp_spec s = small_spec(5);
     s.width = 64;
@@ -197,7 +197,7 @@ TEST_CASE("the tangent sweep split over threads equals the single-thread sweep",
 
 TEST_CASE("sweep_line: d/dt f(u + t v) matches finite differences", "[probe][sweep]") {
   const double h = 1e-6;
-  for (auto arch : {architecture::fnn_relu, architecture::resnet, architecture::crelu}) {
+  for (auto arch : {architecture::plain_relu, architecture::resnet, architecture::plain_crelu}) {
     rng g(5);
     auto net = build<double>(arch, small_spec(3, 3), g);
     Eigen::VectorXd u(3), v(3);
@@ -222,9 +222,9 @@ TEST_CASE("looks-linear CReLU nets have a constant gradient: lag-1 exactly 1, no
     rng g(depth);
     mlp_spec s;
     s.width = 200;
-    s.depth = depth;
+    s.hidden_layers = depth;
     s.bias_std = 0.5;
-    auto net = build<float>(architecture::crelu_ll, s, g);
+    auto net = build<float>(architecture::plain_crelu_ll, s, g);
     const auto r = sweep(net);
     const auto st = analyse(r);
     INFO("depth " << depth);
@@ -247,9 +247,9 @@ TEST_CASE("a near-cancelling looks-linear gradient in float is still constant", 
   rng g(44);
   mlp_spec s;
   s.width = 200;
-  s.depth = 100;
+  s.hidden_layers = 100;
   s.bias_std = 0.5;
-  auto net = build<float>(architecture::crelu_ll, s, g);
+  auto net = build<float>(architecture::plain_crelu_ll, s, g);
   const auto r = sweep(net);
   REQUIRE(r.magnitude.maxCoeff() > 100 * r.gradient.cwiseAbs().maxCoeff());
   CHECK(analyse(r.gradient).verdict != noise_verdict::constant);  // the naive scale fails
@@ -260,12 +260,12 @@ TEST_CASE("a near-cancelling looks-linear gradient in float is still constant", 
 
 TEST_CASE("bias-free ReLU nets on a 1-D input: the two-valued degenerate case is reported",
           "[probe][sweep]") {
-  for (auto arch : {architecture::fnn_relu, architecture::resnet, architecture::crelu}) {
+  for (auto arch : {architecture::plain_relu, architecture::resnet, architecture::plain_crelu}) {
     for (bool bias : {false, true}) {  // no biases, or zero biases
       rng g(9);
       mlp_spec s;
       s.width = 50;
-      s.depth = 8;
+      s.hidden_layers = 8;
       s.bias = bias;
       s.bias_std = 0;
       auto net = build<double>(arch, s, g);
@@ -279,9 +279,9 @@ TEST_CASE("bias-free ReLU nets on a 1-D input: the two-valued degenerate case is
   rng g(9);
   mlp_spec s;
   s.width = 50;
-  s.depth = 8;
+  s.hidden_layers = 8;
   s.bias_std = 0.5;
-  auto net = build<double>(architecture::fnn_relu, s, g);
+  auto net = build<double>(architecture::plain_relu, s, g);
   CHECK(analyse(sweep(net).gradient).distinct > 10);
 }
 
@@ -295,12 +295,12 @@ TEST_CASE("depth 24: fnn_relu_bn shatters, resnet_bn much less, crelu_ll not at 
   for (int s = 0; s < seeds; ++s) {
     mlp_spec spec;
     spec.width = 200;
-    spec.depth = 24;
+    spec.hidden_layers = 24;
     spec.bias_std = 0.5;
     rng g1(100 + s), g2(200 + s), g3(300 + s);
-    auto a = build<float>(architecture::fnn_relu_bn, spec, g1);
+    auto a = build<float>(architecture::plain_relu_bn, spec, g1);
     auto b = build<float>(architecture::resnet_bn, spec, g2);
-    auto c = build<float>(architecture::crelu_ll, spec, g3);
+    auto c = build<float>(architecture::plain_crelu_ll, spec, g3);
     ff += analyse(sweep(a).gradient).lag1 / seeds;
     res += analyse(sweep(b).gradient).lag1 / seeds;
     const auto st = analyse(sweep(c));
@@ -364,7 +364,7 @@ TEST_CASE("a user's own layer is swept through its tangent kernel, equal to back
 
 TEST_CASE("bad sweep settings and networks give clear errors", "[probe][sweep]") {
   rng g(1);
-  auto net = build<double>(architecture::fnn_relu, small_spec(2), g);
+  auto net = build<double>(architecture::plain_relu, small_spec(2), g);
   sweep_options o;
   o.points = 1;
   CHECK_THROWS_AS(sweep(net, o), config_error);
@@ -385,12 +385,12 @@ TEST_CASE("bad sweep settings and networks give clear errors", "[probe][sweep]")
   o.method = gradient_method::tangent;
   CHECK_THROWS_AS(sweep(net, o), config_error);
 
-  auto wide_in = build<double>(architecture::fnn_relu, small_spec(2, 3), g);
+  auto wide_in = build<double>(architecture::plain_relu, small_spec(2, 3), g);
   CHECK_THROWS_AS(sweep(wide_in), shape_error);
   CHECK_THROWS_WITH(sweep(wide_in), Catch::Contains("scalar input"));
   mlp_spec two_out = small_spec(2);
   two_out.out = 2;
-  auto wide_out = build<double>(architecture::fnn_relu, two_out, g);
+  auto wide_out = build<double>(architecture::plain_relu, two_out, g);
   CHECK_THROWS_AS(sweep(wide_out), shape_error);
   CHECK_THROWS_WITH(sweep(wide_out), Catch::Contains("scalar output"));
 
@@ -399,7 +399,7 @@ TEST_CASE("bad sweep settings and networks give clear errors", "[probe][sweep]")
   CHECK_THROWS_AS(sweep_line(wide_in, Eigen::VectorXd::Zero(2), v), shape_error);
 
   // Non-finite outputs: an infinite output weight.
-  auto bad = build<double>(architecture::fnn_relu, small_spec(2), g);
+  auto bad = build<double>(architecture::plain_relu, small_spec(2), g);
   for (auto& p : bad.parameters())
     if (p.name == "4.weight") (*p.value)(0, 0) = std::numeric_limits<double>::infinity();
   for (auto m : {gradient_method::tangent, gradient_method::backprop}) {

@@ -95,7 +95,7 @@ TEST_CASE("training probe at step 0 of a looks-linear net equals direct probe ca
 
 TEST_CASE("training probe on a ReLU net equals the sweep's statistics", "[training_probe]") {
   rng g(8);
-  auto net = build<double>(architecture::fnn_relu, spec(6), g);
+  auto net = build<double>(architecture::plain_relu, spec(6), g);
   const matrix<double> pairs = inputs(5, 2, 3);
   training_probe_options o;
   o.points = 32;
@@ -123,7 +123,7 @@ TEST_CASE("training probe fires every N steps of fit exactly", "[training_probe]
   const auto train = shatter::test::blobs(5, 100, 1);
   rng g(2);
   mlp_spec s = spec(2);
-  auto net = build<double>(architecture::fnn_relu, s, g);
+  auto net = build<double>(architecture::plain_relu, s, g);
   training_probe_options o;
   o.points = 8;
   o.every = 3;
@@ -160,7 +160,7 @@ TEST_CASE("training probe fires every N steps of fit exactly", "[training_probe]
 
 TEST_CASE("training probe refuses bad input", "[training_probe]") {
   rng g(1);
-  auto net = build<double>(architecture::fnn_relu, spec(1), g);
+  auto net = build<double>(architecture::plain_relu, spec(1), g);
   const Eigen::VectorXd w = vec(1, 0, 0);
   training_probe_options o;
   CHECK_THROWS_AS(training_probe<double>(net, inputs(5, 3, 1), w, o), config_error);

@@ -34,10 +34,10 @@ TEST_CASE("with batch norm units are active for ~1/2 of inputs and co-active for
           "[probe][units]") {
   mlp_spec s;
   s.width = 200;
-  s.depth = 20;
+  s.hidden_layers = 20;
   s.bias_std = 0.5;
   rng g(8);
-  auto bn = build<float>(architecture::fnn_relu_bn, s, g);
+  auto bn = build<float>(architecture::plain_relu_bn, s, g);
   const auto a = unit_activity(bn);
   REQUIRE(a.size() == 20);
   for (const auto& l : a) {
@@ -46,7 +46,7 @@ TEST_CASE("with batch norm units are active for ~1/2 of inputs and co-active for
     CHECK(l.coactive == Approx(0.25).margin(0.05));
   }
   // Without batch norm the co-active proportion climbs towards the active one with depth.
-  auto plain = build<float>(architecture::fnn_relu, s, g);
+  auto plain = build<float>(architecture::plain_relu, s, g);
   const auto p = unit_activity(plain);
   CHECK(p.back().coactive > p.front().coactive + 0.1);
   // resnets expose the ReLUs inside their branches.
@@ -105,9 +105,9 @@ TEST_CASE("theory: predicted correlation after L layers", "[probe][theory]") {
   CHECK(theory::resnet_bn(100, 0.5) == Approx(0.2));
   CHECK(theory::resnet_bn(4, 0.1) == 1.0);  // capped
   CHECK(theory::looks_linear(200) == 1.0);
-  CHECK(*theory::predicted(architecture::fnn_relu_bn, 2) == Approx(0.25));
-  CHECK(*theory::predicted(architecture::crelu_ll, 50) == 1.0);
-  CHECK_FALSE(theory::predicted(architecture::crelu, 5).has_value());
+  CHECK(*theory::predicted(architecture::plain_relu_bn, 2) == Approx(0.25));
+  CHECK(*theory::predicted(architecture::plain_crelu_ll, 50) == 1.0);
+  CHECK_FALSE(theory::predicted(architecture::plain_crelu, 5).has_value());
   CHECK_THROWS_AS(theory::feedforward(-1), config_error);
   CHECK_THROWS_AS(theory::resnet_bn(4, 0), config_error);
 }

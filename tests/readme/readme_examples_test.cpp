@@ -13,7 +13,7 @@ TEST_CASE("README: a looks-linear network is linear at initialisation") {
   shatter::rng rng(42);
   shatter::mlp_spec spec;  // 1 -> 50 hidden layers of 200 CReLU units -> 1
   spec.width = 200;
-  spec.depth = 50;
+  spec.hidden_layers = 50;
   spec.bias_std = 0.5;
   auto net = shatter::looks_linear_mlp<float>(spec, rng);  // W = [W0, -W0], W0 orthogonal
 
@@ -71,6 +71,25 @@ TEST_CASE("README: build, train, check") {
   o.epochs = 3;
   result = shatter::fit(net, loss, opt, shatter::schedule::constant(0.01), train, test, o);
   CHECK(result.epochs.back().test.accuracy > 0.9);
+
+  std::ostringstream cout;
+  // --- README ---
+  cout << shatter::summary(net);               // the table below
+  auto p = shatter::predict(net, test);        // class probabilities, 10 x samples
+  auto labels = shatter::classify(net, test);  // the argmax class of each sample
+  // --- end ---
+  CHECK(cout.str() ==
+        "name  layer                    output  parameters\n"
+        "0     dense(784 -> 256, bias)     256     200,960\n"
+        "1     crelu(256 -> 512)           512           0\n"
+        "2     dense(512 -> 10, bias)       10       5,130\n"
+        "total parameters: 206,090 (buffers: 0 scalars)\n");
+  CHECK((p.colwise().sum().array() - 1).abs().maxCoeff() < 1e-5f);
+  CHECK(shatter::correct_count(p, test.labels) ==
+        shatter::correct_count(net.forward(test.x, shatter::mode::eval), test.labels));
+  shatter::index agree = 0;
+  for (std::size_t j = 0; j < labels.size(); ++j) agree += labels[j] == test.labels[j];
+  CHECK(double(agree) / double(labels.size()) == Approx(result.epochs.back().test.accuracy));
 }
 
 TEST_CASE("README: plans") {
@@ -78,7 +97,7 @@ TEST_CASE("README: plans") {
   shatter::mlp_spec spec;
   spec.in = 8;
   spec.width = 16;
-  spec.depth = 3;
+  spec.hidden_layers = 3;
   spec.out = 1;
   auto net = shatter::looks_linear_mlp<float>(spec, g);
   shatter::matrix<float> x = shatter::matrix<float>::Random(8, 128);

@@ -97,7 +97,7 @@ mlp_spec small_spec(shatter::index depth, shatter::index width) {
   mlp_spec s;
   s.in = 2;
   s.width = width;
-  s.depth = depth;
+  s.hidden_layers = depth;
   s.out = 3;
   return s;
 }
@@ -109,10 +109,10 @@ TEST_CASE("bad input: network configurations", "[robust][bad-input]") {
   check_cases(
       "network",
       {
-          {"depth 0",
+          {"hidden_layers 0",
            [&] { plain_relu_mlp<float>(small_spec(0, 8), g); },
            "config_error",
-           {"plain_relu_mlp", "depth = 0"}},
+           {"plain_relu_mlp", "hidden_layers = 0"}},
           {"width 0",
            [&] { looks_linear_mlp<float>(small_spec(2, 0), g); },
            "config_error",
@@ -170,7 +170,7 @@ TEST_CASE("bad input: network configurations", "[robust][bad-input]") {
           {"CIFAR network of depth 21 (not 6n+2)",
            [&] {
              cifar_spec s;
-             s.depth = 21;
+             s.weighted_layers = 21;
              build_cifar<float>(cifar_arch::resnet, s, g);
            },
            "config_error",

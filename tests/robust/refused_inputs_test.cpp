@@ -118,8 +118,11 @@ TEST_CASE("data set directories with a FIFO or directory in place of a file name
       write_bytes(d + "/data_batch_" + std::to_string(b) + ".bin", record);
     const std::string test = d + "/test_batch.bin";
     REQUIRE(::mkfifo(test.c_str(), 0600) == 0);
-    CHECK(message_of([&] { load_cifar10<float>(d, 2, 1); }, test) ==
-          "CIFAR-10 file '" + test + "' is a FIFO (named pipe), not a regular file");
+    CHECK(message_of(
+              [&] {
+                load_cifar10<float>(d, {2, 1});
+              },
+              test) == "CIFAR-10 file '" + test + "' is a FIFO (named pipe), not a regular file");
     REQUIRE(::unlink(test.c_str()) == 0);
     REQUIRE(::mkdir(test.c_str(), 0700) == 0);
     CHECK(message_of([&] { load_cifar10<float>(d); }) ==
@@ -129,14 +132,20 @@ TEST_CASE("data set directories with a FIFO or directory in place of a file name
     const std::string fifth = d + "/data_batch_5.bin";
     REQUIRE(::unlink(fifth.c_str()) == 0);
     REQUIRE(::mkfifo(fifth.c_str(), 0600) == 0);
-    CHECK(message_of([&] { load_cifar10<float>(d, 1, 1); }, fifth) ==
-          "CIFAR-10 file '" + fifth + "' is a FIFO (named pipe), not a regular file");
+    CHECK(message_of(
+              [&] {
+                load_cifar10<float>(d, {1, 1});
+              },
+              fifth) == "CIFAR-10 file '" + fifth + "' is a FIFO (named pipe), not a regular file");
     REQUIRE(::unlink(fifth.c_str()) == 0);
     const std::string meta = d + "/batches.meta.txt";
     REQUIRE(::unlink(meta.c_str()) == 0);
     REQUIRE(::mkfifo(meta.c_str(), 0600) == 0);
-    CHECK(message_of([&] { load_cifar10<float>(d, 1, 1); }, meta) ==
-          "CIFAR-10 file '" + meta + "' is a FIFO (named pipe), not a regular file");
+    CHECK(message_of(
+              [&] {
+                load_cifar10<float>(d, {1, 1});
+              },
+              meta) == "CIFAR-10 file '" + meta + "' is a FIFO (named pipe), not a regular file");
   }
   SECTION("Fashion-MNIST: the training images are a FIFO") {
     const std::string images = d + "/train-images-idx3-ubyte.gz";

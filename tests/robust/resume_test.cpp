@@ -56,7 +56,7 @@ struct run_state {
     mlp_spec s;
     s.in = 8;
     s.width = 24;
-    s.depth = 3;
+    s.hidden_layers = 3;
     s.out = 3;
     s.bias_std = 0.05;
     return build<double>(a, s, g);
@@ -160,8 +160,8 @@ bool stop_inside_write(pid_t child, const test::temp_dir& dir) {
 
 TEST_CASE("resume: N steps straight == N/2, checkpoint, fresh objects, N/2 (bitwise)",
           "[robust][resume]") {
-  check_resume<sgd<double>>(architecture::fnn_relu_bn);  // batch-norm buffers + momentum
-  check_resume<adam<double>>(architecture::crelu_ll);    // Adam moments + step counter
+  check_resume<sgd<double>>(architecture::plain_relu_bn);    // batch-norm buffers + momentum
+  check_resume<adam<double>>(architecture::plain_crelu_ll);  // Adam moments + step counter
   check_resume<adam<double>>(architecture::resnet_bn);
 }
 
@@ -259,7 +259,7 @@ TEST_CASE("a non-finite stop keeps the last good checkpoint", "[robust][nonfinit
   const auto data = blobs(8, 100, 5);
   test::temp_dir dir;
   const std::string path = dir.file("ckpt.safetensors");
-  run_state<sgd<double>> run(architecture::fnn_relu, 1);
+  run_state<sgd<double>> run(architecture::plain_relu, 1);
   std::vector<matrix<double>> saved;
   run.o.on_epoch = [&](const epoch_report& r) {
     save_checkpoint(path, run.net, run.opt, run.g, r.epoch + 1, r.step);
@@ -274,7 +274,7 @@ TEST_CASE("a non-finite stop keeps the last good checkpoint", "[robust][nonfinit
                     Catch::Contains("step 11 (epoch 2, batch 4 of 7)") &&
                         Catch::Contains("non-finite loss") &&
                         Catch::Contains("value of parameter '0.weight'"));
-  run_state<sgd<double>> fresh(architecture::fnn_relu, 2);
+  run_state<sgd<double>> fresh(architecture::plain_relu, 2);
   const auto info = load_checkpoint(path, fresh.net, fresh.opt, fresh.g);
   CHECK(info.epoch == 1);
   CHECK(info.step == 7);

@@ -41,7 +41,7 @@ struct run {
   fit_options o;
   dataset<double> train = blobs(8, 100, 5), test = blobs(8, 40, 6);
 
-  run(const std::string& dir, std::uint64_t init_seed, architecture a = architecture::fnn_relu_bn)
+  run(const std::string& dir, std::uint64_t init_seed, architecture a = architecture::plain_relu_bn)
       : net(make(a, init_seed)), opt(net.parameters(), options()) {
     o.epochs = 4;
     o.batch_size = 16;  // 100 samples: 7 batches per epoch
@@ -61,7 +61,7 @@ struct run {
     mlp_spec s;
     s.in = 8;
     s.width = 24;
-    s.depth = 3;
+    s.hidden_layers = 3;
     s.out = 3;
     s.bias_std = 0.05;
     return build<double>(a, s, g);

@@ -74,7 +74,7 @@ sequential<double> mlp(std::uint64_t seed) {
   mlp_spec s;
   s.in = 12;
   s.width = 32;
-  s.depth = 4;
+  s.hidden_layers = 4;
   s.out = 10;
   return build<double>(architecture::resnet_bn, s, g);
 }
@@ -82,7 +82,7 @@ sequential<double> mlp(std::uint64_t seed) {
 sequential<double> convnet(std::uint64_t seed) {
   rng g(seed);
   cifar_spec s;
-  s.depth = 8;
+  s.weighted_layers = 8;
   s.width = 4;
   s.input = {3, 8, 8};
   return build_cifar<double>(cifar_arch::plain_crelu_ll, s, g);

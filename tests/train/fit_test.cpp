@@ -39,7 +39,7 @@ shatter::mlp_spec small_spec(Index depth = 3) {
   shatter::mlp_spec s;
   s.in = 8;
   s.width = 16;
-  s.depth = depth;
+  s.hidden_layers = depth;
   s.out = 3;
   return s;
 }

@@ -37,7 +37,7 @@ double final_train_loss(shatter::architecture arch, int steps, double lr) {
   shatter::mlp_spec s;
   s.in = 16;
   s.width = 32;
-  s.depth = 50;
+  s.hidden_layers = 50;
   s.out = 4;
   shatter::rng g(7);
   auto net = shatter::build<float>(arch, s, g);
@@ -63,10 +63,10 @@ TEST_CASE("depth 50: looks-linear CReLU reaches a much lower training loss than 
   // numbers become reproducible bit for bit.
   const int saved_threads = shatter::threads();
   shatter::set_threads(1);
-  const double ll = final_train_loss(shatter::architecture::crelu_ll, 200, 0.003);
+  const double ll = final_train_loss(shatter::architecture::plain_crelu_ll, 200, 0.003);
   double he_best = 1e9;
   for (double lr : {0.001, 0.003, 0.01, 0.03})
-    he_best = std::min(he_best, final_train_loss(shatter::architecture::fnn_relu, 200, lr));
+    he_best = std::min(he_best, final_train_loss(shatter::architecture::plain_relu, 200, lr));
   INFO("looks-linear CReLU: " << ll << ", ReLU He (best lr): " << he_best);
   CHECK(ll < 0.05);
   CHECK(he_best > 0.5);

@@ -12,6 +12,7 @@
 #include "shatter/core/file.hpp"
 #include "shatter/core/shape.hpp"
 #include "shatter/data/dataset.hpp"
+#include "shatter/data/image_data.hpp"
 
 namespace shatter {
 
@@ -101,22 +102,25 @@ inline std::vector<std::string> load_cifar10_classes(const std::string& dir) {
   return names;
 }
 
-/// The CIFAR-10 training and test sets with the class names.
+/// The former result type of load_cifar10: the loaders' common image_data.
 template <class T>
-struct cifar10 {
-  dataset<T> train;  ///< data_batch_1..5, in file order (50,000 images)
-  dataset<T> test;   ///< test_batch (10,000 images)
-  std::vector<std::string> classes;
-};
+using cifar10 = image_data<T>;
 
-/// Loads CIFAR-10 from `dir` (the extracted cifar-10-batches-bin). Reads only the first
-/// `train_limit` training and `test_limit` test images when these are >= 0 (quick runs).
-/// Files: data_batch_1.bin ... data_batch_5.bin, test_batch.bin, batches.meta.txt; any of them
-/// missing, truncated or corrupt gives a data_error naming the file and where to get the data.
+/// Loads CIFAR-10 from `dir` (the extracted cifar-10-batches-bin) as image_data (shape
+/// 3 x 32 x 32, pixels in [0, 1]): the training set is data_batch_1..5 in file order (50,000
+/// images), the test set test_batch (10,000). Reads only the first o.train_limit training and
+/// o.test_limit test images when these are >= 0 (quick runs), and standardizes both sets per
+/// channel with the training set's statistics when o.normalize says so, as load_fashion_mnist
+/// does. Files: data_batch_1.bin ... data_batch_5.bin, test_batch.bin, batches.meta.txt; any of
+/// them missing, truncated or corrupt gives a data_error naming the file and where to get the
+/// data.
 template <class T>
-cifar10<T> load_cifar10(const std::string& dir, index train_limit = -1, index test_limit = -1) {
-  cifar10<T> c;
+image_data<T> load_cifar10(const std::string& dir, const load_options& o = {}) {
+  detail::check_load_options(o, "load_cifar10");
+  const index train_limit = o.train_limit;
+  image_data<T> c;
   c.classes = load_cifar10_classes(dir);
+  c.shape = cifar10_shape();
   std::vector<dataset<T>> parts;
   index have = 0;
   for (int b = 1; b <= 5; ++b) {
@@ -137,8 +141,19 @@ cifar10<T> load_cifar10(const std::string& dir, index train_limit = -1, index te
     c.train.labels.insert(c.train.labels.end(), p.labels.begin(), p.labels.end());
     at += p.size();
   }
-  c.test = load_cifar10_file<T>(dir + "/test_batch.bin", test_limit);
+  c.test = load_cifar10_file<T>(dir + "/test_batch.bin", o.test_limit);
+  detail::finish_image_data(c, o);
   return c;
+}
+
+/// The former signature: limits as load_options::train_limit and test_limit.
+template <class T>
+[[deprecated("use load_cifar10(dir, load_options)")]] image_data<T> load_cifar10(
+    const std::string& dir, index train_limit, index test_limit = -1) {
+  load_options o;
+  o.train_limit = train_limit;
+  o.test_limit = test_limit;
+  return load_cifar10<T>(dir, o);
 }
 
 }  // namespace shatter

@@ -3,7 +3,16 @@
 #ifndef SHATTER_DATA_IDX_HPP
 #define SHATTER_DATA_IDX_HPP
 
+// zlib is optional: define SHATTER_NO_ZLIB (CMake does when zlib is missing) to build without
+// it; a gzip-compressed file is then refused with a data_error that says so.
+#if !defined(SHATTER_NO_ZLIB) && defined(__has_include)
+#if !__has_include(<zlib.h>)
+#define SHATTER_NO_ZLIB
+#endif
+#endif
+#ifndef SHATTER_NO_ZLIB
 #include <zlib.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -18,6 +27,7 @@
 #include "shatter/core/file.hpp"
 #include "shatter/core/types.hpp"
 #include "shatter/data/dataset.hpp"
+#include "shatter/data/image_data.hpp"
 
 namespace shatter {
 
@@ -31,7 +41,8 @@ struct idx_array {
 /// Upper bound on the decompressed size of a gzip file read here (guards against gzip bombs).
 constexpr std::size_t idx_max_bytes = std::size_t(1) << 31;
 
-/// The bytes of a file; if it starts with the gzip magic (1f 8b) it is decompressed with zlib.
+/// The bytes of a file; if it starts with the gzip magic (1f 8b) it is decompressed with zlib
+/// (refused with a data_error saying so when built with SHATTER_NO_ZLIB).
 /// data_error naming the file if it cannot be opened, is not a regular file (a FIFO, directory
 /// or device, refused without blocking), is a truncated or corrupt gzip stream, or decompresses
 /// to more than idx_max_bytes.
@@ -44,7 +55,12 @@ inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
   std::vector<std::uint8_t> raw = f.read_all();
   require<data_error>(f.error() == 0, path, ": read error: ", std::strerror(f.error()));
   if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) return raw;
-
+#ifdef SHATTER_NO_ZLIB
+  throw data_error(detail::cat(
+      path,
+      ": is gzip-compressed, but this program was built without zlib (SHATTER_NO_ZLIB); "
+      "decompress it (gunzip -k) or install zlib (Debian: zlib1g-dev) and rebuild"));
+#else
   std::vector<std::uint8_t> out;
   z_stream zs{};
   require<data_error>(inflateInit2(&zs, 15 + 16) == Z_OK, path, ": zlib initialisation failed");
@@ -72,6 +88,7 @@ inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path) {
   }
   inflateEnd(&zs);
   return out;
+#endif
 }
 
 /// Parses an IDX array from memory: magic 0x00 0x00 <type 0x08> <ndims>, then ndims big-endian
@@ -180,7 +197,7 @@ dataset<T> load_idx_dataset(const std::string& images, const std::string& labels
   return d;
 }
 
-/// Mean and standard deviation of all pixel values of a data set (for standardisation).
+/// Mean and standard deviation of all pixel values of a data set (for standardization).
 struct pixel_statistics {
   double mean = 0;
   double stddev = 1;
@@ -207,20 +224,28 @@ inline const char* fashion_mnist_default_dir() {
   return "/usr/share/datasets/fashion-mnist";
 }
 
-/// Fashion-MNIST (or MNIST) as train and test sets, 784 features in [0, 1] per image.
+/// The former result type of load_fashion_mnist: the loaders' common image_data.
 template <class T>
-struct fashion_mnist {
-  dataset<T> train, test;
-  pixel_statistics statistics;  ///< of the training set, as used when standardising
-};
+using fashion_mnist = image_data<T>;
+
+/// The Fashion-MNIST class names, in label order.
+inline const std::vector<std::string>& fashion_mnist_classes() {
+  static const std::vector<std::string> names{"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                              "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                              "Bag",         "Ankle boot"};
+  return names;
+}
 
 /// Loads train-{images-idx3,labels-idx1}-ubyte[.gz] and t10k-... from `dir` (the .gz name is
-/// tried first, then the uncompressed one). With `standardise`, both sets are shifted and scaled
-/// by the training set's pixel mean and standard deviation. A missing file gives a data_error
-/// that names it and says how to get the data (`apt-get install dataset-fashion-mnist`).
+/// tried first, then the uncompressed one) as image_data (shape 1 x 28 x 28, pixels in [0, 1]),
+/// keeping the first o.train_limit / o.test_limit images when these are >= 0 and standardizing
+/// both sets with the training set's statistics when o.normalize says so, as load_cifar10 does.
+/// A missing file gives a data_error that names it and says how to get the data (`apt-get
+/// install dataset-fashion-mnist`).
 template <class T>
-fashion_mnist<T> load_fashion_mnist(const std::string& dir = fashion_mnist_default_dir(),
-                                    bool standardise = false) {
+image_data<T> load_fashion_mnist(const std::string& dir = fashion_mnist_default_dir(),
+                                 const load_options& o = {}) {
+  detail::check_load_options(o, "load_fashion_mnist");
   auto find = [&](const std::string& stem) {
     for (const char* ext : {".gz", ""}) {
       const std::string p = dir + "/" + stem + ext;
@@ -232,7 +257,7 @@ fashion_mnist<T> load_fashion_mnist(const std::string& dir = fashion_mnist_defau
                                  "dataset-fashion-mnist, files in ", fashion_mnist_default_dir(),
                                  ")"));
   };
-  fashion_mnist<T> f;
+  image_data<T> f;
   const std::string train_images = find("train-images-idx3-ubyte");
   const std::string train_labels = find("train-labels-idx1-ubyte");
   const std::string test_images = find("t10k-images-idx3-ubyte");
@@ -242,12 +267,22 @@ fashion_mnist<T> load_fashion_mnist(const std::string& dir = fashion_mnist_defau
   require<data_error>(f.train.features() == f.test.features(), dir,
                       ": training and test images differ in size (", f.train.features(), " vs ",
                       f.test.features(), " pixels)");
-  f.statistics = compute_pixel_statistics(f.train);
-  if (standardise) {
-    standardize(f.train, f.statistics);
-    standardize(f.test, f.statistics);
-  }
+  if (o.train_limit >= 0) f.train = f.train.head(o.train_limit);
+  if (o.test_limit >= 0) f.test = f.test.head(o.test_limit);
+  f.shape =
+      f.train.features() == 784 ? image_shape{1, 28, 28} : image_shape{f.train.features(), 1, 1};
+  f.classes = fashion_mnist_classes();
+  detail::finish_image_data(f, o);
   return f;
+}
+
+/// The former signature: standardize selects normalization::standardize.
+template <class T>
+[[deprecated("use load_fashion_mnist(dir, load_options)")]] image_data<T> load_fashion_mnist(
+    const std::string& dir, bool standardize) {
+  load_options o;
+  o.normalize = standardize ? normalization::standardize : normalization::none;
+  return load_fashion_mnist<T>(dir, o);
 }
 
 }  // namespace shatter

@@ -33,6 +33,21 @@ void glorot_normal(matrix<T>& w, rng& g, double gain = 1.0, index fan_in = 0, in
     for (index i = 0; i < w.rows(); ++i) w(i, j) = T(g.normal() * sd);
 }
 
+/// Glorot uniform for a weighted layer (fans from its weight matrix), layer-first as every
+/// initialiser (see he_normal).
+template <class Layer>
+auto glorot_uniform(Layer& layer, rng& g, double gain = 1.0)
+    -> decltype(void(layer.weight().cols())) {
+  glorot_uniform(layer.weight(), g, gain);
+}
+
+/// Glorot normal for a weighted layer (fans from its weight matrix), layer-first.
+template <class Layer>
+auto glorot_normal(Layer& layer, rng& g, double gain = 1.0)
+    -> decltype(void(layer.weight().cols())) {
+  glorot_normal(layer.weight(), g, gain);
+}
+
 }  // namespace shatter::init
 
 #endif  // SHATTER_INIT_GLOROT_HPP

@@ -9,6 +9,7 @@
 #include "shatter/init/he.hpp"
 #include "shatter/init/orthogonal.hpp"
 #include "shatter/layer/dense.hpp"
+#include "shatter/layer/global_avg_pool.hpp"
 
 namespace shatter::init {
 
@@ -40,16 +41,22 @@ void looks_linear(matrix<T>& w, rng& g, ll_base base = ll_base::orthogonal,
   w.rightCols(n) = -w0;
 }
 
-/// Looks-linear initialisation of a dense layer fed by `producer`, which must be a CReLU whose
-/// output size equals the layer's input size; throws shape_error naming `where`, both layers and
-/// the sizes otherwise. Leaves the bias unchanged.
+/// Looks-linear initialisation of a dense layer fed by `producer`, which must be a CReLU, or a
+/// global average pooling of a CReLU output (the classifier of a convnet), whose output size
+/// equals the layer's input size; throws shape_error naming `where`, both layers and the sizes
+/// otherwise. Pooling keeps CReLU's channel order, [relu(z) channels; relu(-z) channels], so the
+/// pooled features are [mean relu(z); mean relu(-z)] and [W0, -W0] maps them to W0 mean(z): the
+/// classifier is exactly linear in what the CReLU received. (A pooling layer cannot show what
+/// feeds it: given one, the caller vouches that it pools a CReLU output; apply_looks_linear and
+/// build_cifar check it.) Leaves the bias unchanged.
 template <class T>
 void looks_linear(dense<T>& layer, const shatter::layer<T>& producer, rng& g,
                   ll_base base = ll_base::orthogonal, const std::string& where = "looks_linear") {
-  require<shape_error>(dynamic_cast<const crelu<T>*>(&producer) != nullptr, where, " ",
+  const bool pooled = dynamic_cast<const global_avg_pool<T>*>(&producer) != nullptr;
+  require<shape_error>(dynamic_cast<const crelu<T>*>(&producer) != nullptr || pooled, where, " ",
                        layer.describe(),
-                       ": looks-linear init needs a CReLU output as input, but "
-                       "the layer is fed by ",
+                       ": looks-linear init needs a CReLU output (or its global average "
+                       "pooling) as input, but the layer is fed by ",
                        producer.describe());
   require<shape_error>(producer.out_size() == layer.in_size(), where, " ", layer.describe(),
                        ": looks-linear init needs the CReLU output width (", producer.out_size(),

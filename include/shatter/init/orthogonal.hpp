@@ -34,6 +34,13 @@ void orthogonal(matrix<T>& w, rng& g, double gain = 1.0) {
     w = (gain * q.transpose()).cast<T>();
 }
 
+/// Orthogonal init of a weighted layer's weight matrix (dense, conv2d: anything with weight()),
+/// in the layer-first style of every initialiser (see he_normal).
+template <class Layer>
+auto orthogonal(Layer& layer, rng& g, double gain = 1.0) -> decltype(void(layer.weight().cols())) {
+  orthogonal(layer.weight(), g, gain);
+}
+
 }  // namespace shatter::init
 
 #endif  // SHATTER_INIT_ORTHOGONAL_HPP

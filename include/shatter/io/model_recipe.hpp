@@ -28,12 +28,13 @@ inline const char* recipe_base(init::ll_base b) {
 
 /// The recipe of a fully connected network built by build(a, s, g), as JSON for
 /// save_options::model (stored as "shatter.model"; python/shatter_torch.py reads it):
-/// {"family": "mlp", "name": "<architecture>", "in", "width", "depth", "out", "bias",
-/// "bias_std", "batch_norm" (as the name decides), "beta"}.
-inline std::string model_recipe(architecture a, const mlp_spec& s) {
-  const bool bn = a == architecture::fnn_relu_bn || a == architecture::resnet_bn;
+/// {"family": "mlp", "name": "<architecture>", "in", "width", "depth" (hidden layers), "out",
+/// "bias", "bias_std", "batch_norm" (as the name decides), "beta"}.
+inline std::string model_recipe(architecture a, const mlp_spec& spec) {
+  const mlp_spec s = detail::resolved(spec);
+  const bool bn = a == architecture::plain_relu_bn || a == architecture::resnet_bn;
   return detail::cat("{\"family\":\"mlp\",\"name\":\"", to_string(a), "\",\"in\":", s.in,
-                     ",\"width\":", s.width, ",\"depth\":", s.depth, ",\"out\":", s.out,
+                     ",\"width\":", s.width, ",\"depth\":", s.hidden_layers, ",\"out\":", s.out,
                      ",\"bias\":", detail::recipe_bool(s.bias),
                      ",\"bias_std\":", detail::recipe_number(s.bias_std),
                      ",\"batch_norm\":", detail::recipe_bool(bn),
@@ -41,10 +42,12 @@ inline std::string model_recipe(architecture a, const mlp_spec& s) {
 }
 
 /// The recipe of a CIFAR-style network built by build_cifar(a, s, g), as JSON:
-/// {"family": "cifar", "name": "<cifar_arch>", "depth", "classes", "input": [C, H, W], "width",
+/// {"family": "cifar", "name": "<cifar_arch>", "depth" (weighted layers), "classes", "input": [C, H, W], "width",
 /// "batch_norm", "ll" ("orthogonal" or "he"), "delta", "tat_eta"}.
-inline std::string model_recipe(cifar_arch a, const cifar_spec& s) {
-  return detail::cat("{\"family\":\"cifar\",\"name\":\"", to_string(a), "\",\"depth\":", s.depth,
+inline std::string model_recipe(cifar_arch a, const cifar_spec& spec) {
+  const cifar_spec s = detail::resolved(spec);
+  return detail::cat("{\"family\":\"cifar\",\"name\":\"", to_string(a), "\",\"depth\":",
+                     s.weighted_layers,
                      ",\"classes\":", s.classes, ",\"input\":[", s.input.channels, ",",
                      s.input.height, ",", s.input.width, "],\"width\":", s.width,
                      ",\"batch_norm\":", detail::recipe_bool(s.batch_norm), ",\"ll\":\"",

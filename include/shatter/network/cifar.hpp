@@ -60,12 +60,16 @@ inline std::string to_string(cifar_arch a) {
   return cifar_arch_names().at(static_cast<std::size_t>(a));
 }
 
+// The deprecated `depth` field is read here only; its users get the warning.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
 /// Sizes and options of a CIFAR-style network. Three stages of `width`, 2 `width`, 4 `width`
-/// channels at full, half and quarter resolution; `depth` = 6 n + 2 weighted layers (1 + 6 n
-/// 3x3 convolutions and the linear classifier after global average pooling; a resnet has n
-/// two-convolution blocks per stage).
+/// channels at full, half and quarter resolution; `weighted_layers` = 6 n + 2 (1 + 6 n 3x3
+/// convolutions and the linear classifier after global average pooling; a resnet has n
+/// two-convolution blocks per stage). mlp_spec counts `hidden_layers` instead.
 struct cifar_spec {
-  index depth = 20;              ///< 6 n + 2 with n >= 1 (20, 56, 110, 200 = 6*33 + 2, ...)
+  index weighted_layers = 20;    ///< 6 n + 2 with n >= 1 (20, 56, 110, 200 = 6*33 + 2, ...)
   index classes = 10;            ///< outputs of the classifier
   image_shape input{3, 32, 32};  ///< input images (Fashion-MNIST: 1 x 28 x 28)
   index width = 16;              ///< channels of the first stage
@@ -75,24 +79,37 @@ struct cifar_spec {
   /// plain_crelu_ll: mirrored delta-orthogonal kernels instead of full W0; plain_prelu_ll and
   /// plain_tat: delta-orthogonal kernels
   bool delta = false;
-  /// plain_tat: the network C-map value C_f(0) its slope is solved for, over the depth - 1
-  /// activations (unreachable below depth 14 for 0.9: the slope is then 0, see tat_mlp)
+  /// plain_tat: the network C-map value C_f(0) its slope is solved for, over the weighted_layers -
+  /// 1 activations (unreachable below 14 weighted layers for 0.9: the slope is then 0, see tat_mlp)
   double tat_eta = 0.9;
+  /// The former name of weighted_layers: when set (> 0) it is used instead.
+  [[deprecated("cifar_spec::depth is now weighted_layers")]] index depth = 0;
 };
+
+namespace detail {
+/// The spec with its deprecated `depth` folded into weighted_layers.
+inline cifar_spec resolved(cifar_spec s) {
+  if (s.depth > 0) s.weighted_layers = s.depth;
+  s.depth = 0;
+  return s;
+}
+}  // namespace detail
+
+#pragma GCC diagnostic pop
 
 namespace detail {
 inline index cifar_blocks(const cifar_spec& s) {
   require<config_error>(
-      s.depth >= 8 && (s.depth - 2) % 6 == 0,
-      "CIFAR network: depth must be 6 n + 2 with n >= 1 (8, 14, 20, 56, 110, 200, "
+      s.weighted_layers >= 8 && (s.weighted_layers - 2) % 6 == 0,
+      "CIFAR network: weighted_layers must be 6 n + 2 with n >= 1 (8, 14, 20, 56, 110, 200, "
       "...), got ",
-      s.depth);
+      s.weighted_layers);
   require<config_error>(s.classes >= 1 && s.width >= 1,
                         "CIFAR network: classes and width must be "
                         ">= 1, got ",
                         s.classes, " and ", s.width);
   s.input.check("CIFAR network");
-  return (s.depth - 2) / 6;
+  return (s.weighted_layers - 2) / 6;
 }
 
 /// Whether architecture a uses unit-gain kernels (orthogonal, N(0, 1 / fan_in) or
@@ -161,7 +178,7 @@ void cifar_head(sequential<T>& net, image_shape in, cifar_arch a, const cifar_sp
   net.add(global_avg_pool<T>(in));
   dense<T> d(in.channels, s.classes, true, no_init);
   if (mirrored)
-    init::looks_linear(d.weight(), g, s.ll, "cifar classifier");
+    init::looks_linear(d, net[net.size() - 1], g, s.ll, "cifar classifier");
   else if (unit_gain_kernels(a) && s.ll == init::ll_base::orthogonal)
     init::orthogonal(d.weight(), g);
   else
@@ -173,18 +190,20 @@ void cifar_head(sequential<T>& net, image_shape in, cifar_arch a, const cifar_sp
 /// Builds CIFAR architecture `a`: see cifar_arch and cifar_spec. Plain nets are
 /// conv-[BN]-act, then 2 n units per stage (the first of stages 2 and 3 with stride 2), global
 /// average pooling and a linear classifier. plain_prelu_ll and plain_tat have unit-gain kernels
-/// (orthogonal by default) and classifier; plain_tat's slope is tat_slope_or_relu(depth - 1,
-/// s.tat_eta), its depth - 1 activations forming the chain. The resnet is conv-BN-ReLU then n basic
-/// blocks per stage, x -> relu(S(x) + BN(conv(relu(BN(conv(x)))))), S the identity or, where the
-/// shape changes, option A (stride-2 subsampling and zero channels: no parameters). Classifier
-/// weights N(0, 1/fan_in), zero biases. Building allocates only the weights (milliseconds at depth
-/// 200).
+/// (orthogonal by default) and classifier; plain_tat's slope is tat_slope_or_relu(weighted_layers -
+/// 1, s.tat_eta), its weighted_layers - 1 activations forming the chain. The resnet is conv-BN-ReLU
+/// then n basic blocks per stage, x -> relu(S(x) + BN(conv(relu(BN(conv(x)))))), S the identity or,
+/// where the shape changes, option A (stride-2 subsampling and zero channels: no parameters).
+/// Classifier weights N(0, 1/fan_in), zero biases. Building allocates only the weights
+/// (milliseconds at depth 200).
 template <class T>
-sequential<T> build_cifar(cifar_arch a, const cifar_spec& s, rng& g) {
+sequential<T> build_cifar(cifar_arch a, const cifar_spec& spec, rng& g) {
+  const cifar_spec s = detail::resolved(spec);
   const index n = detail::cifar_blocks(s);
   sequential<T> net;
   if (a != cifar_arch::resnet) {
-    const double slope = a == cifar_arch::plain_tat ? tat_slope_or_relu(s.depth - 1, s.tat_eta) : 0;
+    const double slope =
+        a == cifar_arch::plain_tat ? tat_slope_or_relu(s.weighted_layers - 1, s.tat_eta) : 0;
     image_shape shape = detail::cifar_plain_unit(net, s.input, s.width, 1, a, s, slope, g);
     for (index stage = 0; stage < 3; ++stage)
       for (index i = 0; i < 2 * n; ++i)
@@ -229,7 +248,8 @@ sequential<T> build_cifar(cifar_arch a, const cifar_spec& s, rng& g) {
 }
 
 /// Number of weighted layers (convolutions and dense layers, shortcuts excluded) in `net`,
-/// descending into residual and branch_sum blocks: equals cifar_spec::depth for build_cifar.
+/// descending into residual and branch_sum blocks: equals cifar_spec::weighted_layers for
+/// build_cifar.
 template <class T>
 index count_weighted_layers(layer<T>& l) {
   index n = 0;

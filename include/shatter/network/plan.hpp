@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "shatter/core/build_note.hpp"
 #include "shatter/core/error.hpp"
 #include "shatter/core/threads.hpp"
 #include "shatter/core/types.hpp"
@@ -60,6 +61,7 @@ class plan {
   /// `threads` threads of the block pool.
   plan(layer<T>& net, index max_batch, plan_mode pm, int threads = shatter::threads())
       : prog_(net.in_size()), mode_(pm), cap_(max_batch), threads_(threads) {
+    detail::note_if_unoptimised();
     require<config_error>(max_batch >= 1, "plan: max_batch must be >= 1, got ", max_batch);
     require<config_error>(threads >= 1, "plan: threads must be >= 1, got ", threads);
     require<config_error>(net.in_size() >= 1, "plan: ", net.describe(),

@@ -74,24 +74,24 @@ inline double tat(double depth, double eta = 0.9) {
 }
 
 /// The prediction for one of the probe's architectures at depth L (hidden layers or residual
-/// blocks) and branch scale beta; empty for `crelu` (plain CReLU with He init), for which the
-/// paper gives no rate. prelu_ll: 1 (linear at initialisation); tat: tat(L).
+/// blocks) and branch scale beta; empty for `plain_crelu` (plain CReLU with He init), for which the
+/// paper gives no rate. plain_prelu_ll: 1 (linear at initialisation); plain_tat: tat(L).
 inline std::optional<double> predicted(architecture a, double depth, double beta = 1.0) {
   switch (a) {
-    case architecture::fnn_relu:
-    case architecture::fnn_relu_bn:
+    case architecture::plain_relu:
+    case architecture::plain_relu_bn:
       return feedforward(depth);
     case architecture::resnet:
       return resnet(depth, beta);
     case architecture::resnet_bn:
       return resnet_bn(depth, beta);
-    case architecture::crelu_ll:
-    case architecture::prelu_ll:
+    case architecture::plain_crelu_ll:
+    case architecture::plain_prelu_ll:
       return looks_linear(depth);
-    case architecture::tat:
+    case architecture::plain_tat:
       return depth >= 1 && depth == std::floor(depth) ? std::optional<double>(tat(depth))
                                                       : std::nullopt;
-    case architecture::crelu:
+    case architecture::plain_crelu:
       return std::nullopt;
   }
   return std::nullopt;
@@ -100,19 +100,19 @@ inline std::optional<double> predicted(architecture a, double depth, double beta
 /// The formula behind predicted(a, ...), for tables: "2^-L", "((1+b^2/2)/(1+b^2))^L", ...
 inline const char* formula(architecture a) {
   switch (a) {
-    case architecture::fnn_relu:
-    case architecture::fnn_relu_bn:
+    case architecture::plain_relu:
+    case architecture::plain_relu_bn:
       return "2^-L";
     case architecture::resnet:
       return "((1+b^2/2)/(1+b^2))^L";
     case architecture::resnet_bn:
       return "1/(b sqrt L)";
-    case architecture::crelu_ll:
-    case architecture::prelu_ll:
+    case architecture::plain_crelu_ll:
+    case architecture::plain_prelu_ll:
       return "1";
-    case architecture::tat:
+    case architecture::plain_tat:
       return "((1+a)^2/(2(1+a^2)))^L";
-    case architecture::crelu:
+    case architecture::plain_crelu:
       return "-";
   }
   return "-";

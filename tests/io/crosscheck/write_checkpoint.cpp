@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   shatter::mlp_spec s;
   s.in = 4;
   s.width = 5;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.out = 3;
   s.bias_std = 0.3;
   s.batch_norm = true;
