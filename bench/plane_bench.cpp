@@ -32,7 +32,7 @@ void sweep_plane(benchmark::State& state) {
   shatter::mlp_spec s;
   s.in = 2;
   s.width = 200;
-  s.depth = 50;
+  s.hidden_layers = 50;
   s.bias_std = 0.5;
   auto net = shatter::build<float>(shatter::architecture::plain_relu, s, g);
   shatter::probe::plane_basis p{Eigen::VectorXd::Zero(2), Eigen::VectorXd::Unit(2, 0),
@@ -61,7 +61,7 @@ void radial_slope(benchmark::State& state) {
 
 shatter::sequential<float> cifar_net(index depth, bool scalar, shatter::rng& g) {
   shatter::cifar_spec s;
-  s.depth = depth;
+  s.weighted_layers = depth;
   auto net = shatter::build_cifar<float>(shatter::cifar_arch::plain_relu, s, g);
   if (scalar) {
     shatter::dense<float> proj(10, 1, false, shatter::no_init);

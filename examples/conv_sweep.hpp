@@ -221,7 +221,7 @@ inline std::uint64_t seed_of(const std::string& arch, idx depth, bool bn, int s)
 inline shatter::sequential<float> scalar_net(const config& c, const std::string& arch, idx depth,
                                              bool bn, shatter::rng& g) {
   shatter::cifar_spec s;
-  s.depth = depth;
+  s.weighted_layers = depth;
   s.input = {3, c.image, c.image};
   s.width = c.width;
   s.batch_norm = bn;

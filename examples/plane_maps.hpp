@@ -47,7 +47,7 @@ struct config {
 
 inline config parse_args(int argc, char** argv) {
   config c;
-  std::string archs = "fnn_relu,fnn_relu_bn,resnet_bn,crelu_ll", depths = "1,24,50,200";
+  std::string archs = "plain_relu,plain_relu_bn,resnet_bn,plain_crelu_ll", depths = "1,24,50,200";
   CLI::App app(
       "2-D gradient maps: nets with 2 inputs swept over a grid on [-2, 2]^2; heat maps of\n"
       "df/dx1 and of its correlation with the gradient at the centre, and the radially averaged\n"
@@ -137,7 +137,7 @@ inline std::vector<result> probe_all(const config& c) {
     shatter::mlp_spec spec;
     spec.in = 2;
     spec.width = c.width;
-    spec.depth = r.depth;
+    spec.hidden_layers = r.depth;
     spec.bias_std = c.bias_std;
     shatter::rng g(0x91a7e + std::uint64_t(r.depth) * 1000003 + std::uint64_t(r.arch) * 7919 +
                    std::uint64_t(s));

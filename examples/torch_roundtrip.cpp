@@ -30,7 +30,7 @@ std::vector<config> configs() {
   mlp_spec m;
   m.in = 4;
   m.width = 8;
-  m.depth = 3;
+  m.hidden_layers = 3;
   m.out = 3;
   m.bias_std = 0.1;
   for (auto a : {architecture::plain_crelu_ll, architecture::resnet_bn})
@@ -42,7 +42,7 @@ std::vector<config> configs() {
                  cifar_arch::plain_crelu_ll, cifar_arch::plain_prelu_ll, cifar_arch::plain_tat})
     for (shatter::index depth : {8, 14}) {
       cifar_spec s;
-      s.depth = depth;
+      s.weighted_layers = depth;
       s.width = 4;
       s.classes = 5;
       s.input = {3, 8, 8};

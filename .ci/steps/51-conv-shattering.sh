@@ -30,11 +30,11 @@ fi
 header=$(head -1 "$out/plane/plane_maps.csv")
 [ "$header" = "arch,depth,width,points,seeds,slope_mean,slope_std,corr_mean,corr_min" ] ||
   { echo "plane_maps.csv header is '$header'"; exit 1; }
-grep -q '^crelu_ll,3,8,17,2,,,1,1$' "$out/plane/plane_maps.csv" ||
-  { echo "crelu_ll map must be constant with correlation 1"; cat "$out/plane/plane_maps.csv"; exit 1; }
+grep -q '^plain_crelu_ll,3,8,17,2,,,1,1$' "$out/plane/plane_maps.csv" ||
+  { echo "plain_crelu_ll map must be constant with correlation 1"; cat "$out/plane/plane_maps.csv"; exit 1; }
 
 for args in "conv --bogus" "conv --depths 9" "conv --archs nope" "conv --bn maybe" "conv --seeds 1" \
-  "conv --line x" "plane --archs plain_relu" "plane --points 4" "plane --depths 0"; do
+  "conv --line x" "plane --archs plain_tanh" "plane --points 4" "plane --depths 0"; do
   set +e
   # shellcheck disable=SC2086
   "$bin" $args --out "$out/bad" > "$out/bad.log" 2>&1

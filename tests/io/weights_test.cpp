@@ -21,7 +21,7 @@ namespace {
 
 cifar_spec small_cifar() {
   cifar_spec s;
-  s.depth = 8;
+  s.weighted_layers = 8;
   s.width = 2;
   s.classes = 3;
   s.input = {3, 6, 6};
@@ -112,7 +112,7 @@ TEST_CASE("weights: a full checkpoint's weights load without its optimiser", "[i
   mlp_spec s;
   s.in = 3;
   s.width = 5;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.out = 2;
   auto net = build<double>(architecture::resnet_bn, s, g);
   train_forwards(net, 2);
@@ -141,13 +141,13 @@ TEST_CASE("weights: non-strict load reports what it skipped and did not find", "
   mlp_spec s;
   s.in = 3;
   s.width = 4;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.out = 2;
   auto net = build<double>(architecture::plain_relu, s, g);
   save_weights(path, net, {{{"note", "test"}}, model_recipe(architecture::plain_relu, s)});
   auto f = io::read_safetensors(path);
   CHECK(f.metadata.at("note") == "test");
-  CHECK(f.metadata.at("shatter.model").find("\"name\":\"fnn_relu\"") != std::string::npos);
+  CHECK(f.metadata.at("shatter.model").find("\"name\":\"plain_relu\"") != std::string::npos);
   f.tensors.erase("2.bias");
   for (int i = 0; i < 5; ++i)
     f.tensors["head" + std::to_string(i) + ".weight"] =
@@ -169,7 +169,7 @@ TEST_CASE("weights: non-strict load reports what it skipped and did not find", "
     CHECK(same_tensors(target, copy));
   }
   SECTION("not strict: loads the rest and reports") {
-    load_options o;
+    load_weights_options o;
     o.strict = false;
     const load_report r = load_weights(cut, target, o);
     CHECK(r.missing == std::vector<std::string>{"2.bias"});
@@ -186,7 +186,7 @@ TEST_CASE("weights: non-strict load reports what it skipped and did not find", "
   SECTION("a wrong shape is refused even when not strict") {
     f.tensors["0.weight"] = io::to_tensor(matrix<double>::Ones(3, 4).eval());
     io::write_safetensors(cut, f);
-    load_options o;
+    load_weights_options o;
     o.strict = false;
     CHECK_THROWS_WITH(load_weights(cut, target, o),
                       Catch::Contains("tensor '0.weight' has shape [3, 4] in the file but [4, 3]"));
@@ -212,14 +212,14 @@ TEST_CASE("weights: the structure check tells apart networks with the same tenso
   const std::string path = dir.file("w.safetensors");
   rng g(1);
   auto s = small_cifar();
-  s.depth = 14;
+  s.weighted_layers = 14;
   auto tat = build_cifar<float>(cifar_arch::plain_tat, s, g);
   save_weights(path, tat);
   auto relu = build_cifar<float>(cifar_arch::plain_relu, s, g);  // same tensors, ReLU not TAT
   CHECK_THROWS_WITH(load_weights(path, relu),
                     Catch::Contains("written for another network (first difference at layer 2, "
                                     "layers.2.kind: \"leaky_relu\" against \"relu\")"));
-  load_options o;
+  load_weights_options o;
   o.strict = false;  // matches tensors by name only
   CHECK(load_weights(path, relu, o).missing.empty());
 }

@@ -59,12 +59,12 @@ shatter::sequential<T> make_net(net_kind k) {
     shatter::mlp_spec s;
     s.in = image().size();
     s.width = 12;
-    s.depth = 3;
+    s.hidden_layers = 3;
     s.out = 3;
     return shatter::looks_linear_mlp<T>(s, g);
   }
   shatter::cifar_spec s;
-  s.depth = 8;
+  s.weighted_layers = 8;
   s.width = 4;
   s.classes = 3;
   s.input = image();

@@ -28,7 +28,7 @@ shatter::sequential<float> make_net() {
   shatter::mlp_spec s;
   s.in = 10;
   s.width = 16;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.out = 3;
   return shatter::looks_linear_mlp<float>(s, g);
 }

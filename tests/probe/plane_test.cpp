@@ -22,7 +22,7 @@ mlp_spec two_input(idx depth) {
   mlp_spec s;
   s.in = 2;
   s.width = 16;
-  s.depth = depth;
+  s.hidden_layers = depth;
   s.bias_std = 0.5;
   return s;
 }

@@ -24,7 +24,7 @@ mlp_spec spec(idx depth) {
   mlp_spec s;
   s.in = 5;
   s.width = 12;
-  s.depth = depth;
+  s.hidden_layers = depth;
   s.out = 3;
   s.bias_std = 0.3;
   return s;

@@ -15,7 +15,7 @@ shatter::mlp_spec spec() {
   shatter::mlp_spec s;
   s.in = 4;
   s.width = 6;
-  s.depth = 2;
+  s.hidden_layers = 2;
   s.out = 3;
   return s;
 }

@@ -41,7 +41,7 @@ struct save_options {
 };
 
 /// How load_weights matches a file to a network.
-struct load_options {
+struct load_weights_options {
   /// true: every tensor of the network must be in the file and every weight of the file in the
   /// network, and the file's structure ("shatter.layers") must match; false: tensors are
   /// matched by name, the others reported (load_report), the structure not compared.
@@ -310,7 +310,7 @@ void save_weights(const std::string& path, sequential<T>& net, const save_option
 /// Either way a tensor of the wrong shape or dtype is refused (data_error naming it), and
 /// everything is checked before anything is written, so a refused file leaves `net` unchanged.
 template <class T>
-load_report load_weights(const std::string& path, sequential<T>& net, const load_options& o = {}) {
+load_report load_weights(const std::string& path, sequential<T>& net, const load_weights_options& o = {}) {
   const io::safetensors_file f = io::read_safetensors(path);
   bool old = false;
   require<data_error>(detail::known_format(f.metadata, old), path,
@@ -328,7 +328,7 @@ load_report load_weights(const std::string& path, sequential<T>& net, const load
   if (o.strict)
     require<data_error>(r.missing.empty() && r.skipped.empty(),
                         detail::mismatch_message(path, r.missing, r.skipped,
-                                                 " (load_options::strict = false loads the "
+                                                 " (load_weights_options::strict = false loads the "
                                                  "tensors that match)"));
   detail::assign_entries(m);
   for (const auto& a : m.assign) r.loaded.push_back(a.first->name);
