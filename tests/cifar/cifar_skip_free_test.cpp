@@ -51,7 +51,7 @@ TEST_CASE("plain_prelu_ll is exactly linear at initialisation (with and without 
     }
 }
 
-TEST_CASE("plain_prelu_ll has one slope per channel; plain_tat TAT's slope over depth - 1") {
+TEST_CASE("plain_prelu_ll has one slope per channel, plain_tat TAT's slope over depth - 1") {
   rng g(62);
   auto net = build_cifar<double>(cifar_arch::plain_prelu_ll, small_spec(20, true), g);
   Idx slopes = 0;

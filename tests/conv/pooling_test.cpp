@@ -12,7 +12,7 @@
 
 using namespace shatter;
 
-TEST_CASE("global average pooling averages each channel; gradient check") {
+TEST_CASE("global average pooling averages each channel, gradient check") {
   global_avg_pool<double> p({3, 2, 2});
   matrix<double> x(12, 1);
   for (Eigen::Index i = 0; i < 12; ++i) x(i, 0) = double(i);
@@ -27,7 +27,7 @@ TEST_CASE("global average pooling averages each channel; gradient check") {
   CHECK(rep.input_error < 1e-8);
 }
 
-TEST_CASE("max pooling picks window maxima; gradient check away from ties") {
+TEST_CASE("max pooling picks window maxima, gradient check away from ties") {
   max_pool2d<double> p({1, 4, 4}, 2);
   CHECK(p.output_shape() == image_shape{1, 2, 2});
   matrix<double> x(16, 1);
@@ -59,7 +59,7 @@ TEST_CASE("flatten is the identity with a size check") {
   CHECK_THROWS_AS(f.forward(bad, mode::train), shape_error);
 }
 
-TEST_CASE("subsample_pad keeps every s-th pixel and adds zero channels; gradient check") {
+TEST_CASE("subsample_pad keeps every s-th pixel and adds zero channels, gradient check") {
   subsample_pad<double> s({2, 4, 4}, 4, 2);
   CHECK(s.output_shape() == image_shape{4, 2, 2});
   matrix<double> x(32, 1);
@@ -76,7 +76,7 @@ TEST_CASE("subsample_pad keeps every s-th pixel and adds zero channels; gradient
   CHECK(test::check_gradients(t, test::away_from_zero(50, 2, g), g).input_error < 1e-9);
 }
 
-TEST_CASE("branch_sum adds two branches; gradient check through convolutions") {
+TEST_CASE("branch_sum adds two branches, gradient check through convolutions") {
   rng g(25);
   const image_shape in{2, 5, 5};
   sequential<double> a, b;

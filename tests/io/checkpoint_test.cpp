@@ -132,7 +132,7 @@ TEST_CASE("checkpoint: the file is plain safetensors with PyTorch's names and la
         net.parameters().size() + net.buffers().size() + 2 + state.refs.size() + 1);
 }
 
-TEST_CASE("checkpoint: every mismatch is refused with the tensor's name; nothing is changed") {
+TEST_CASE("checkpoint: every mismatch is refused with the tensor's name, nothing is changed") {
   test::temp_dir dir;
   const std::string path = dir.file("ckpt.safetensors");
   const std::string bad = dir.file("bad.safetensors");

@@ -60,7 +60,7 @@ TEST_CASE("tat_slope solves C_f(0) = eta to 1e-10 at every reachable depth") {
   CHECK(tat_slope(200) > tat_slope(100));
 }
 
-TEST_CASE("tat_slope refuses an unreachable eta; builders then use plain ReLU") {
+TEST_CASE("tat_slope refuses an unreachable eta, builders then use plain ReLU") {
   CHECK_FALSE(tat_reachable(12));
   CHECK(tat_reachable(13));
   CHECK_THROWS_AS(tat_slope(12), config_error);

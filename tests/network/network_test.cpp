@@ -183,10 +183,12 @@ TEST_CASE("the specs' former depth fields still build the same networks") {
 #pragma GCC diagnostic pop
 }
 
-TEST_CASE("architecture names follow the CIFAR family's; the former names still parse") {
-  CHECK(architecture_names() == std::vector<std::string>{"plain_relu", "plain_relu_bn", "resnet",
-                                                         "resnet_bn", "plain_crelu",
-                                                         "plain_crelu_ll"});
+TEST_CASE("architecture names follow the CIFAR family's, and the former names still parse") {
+  CHECK(architecture_names() ==
+        std::vector<std::string>{"plain_relu", "plain_relu_bn", "resnet", "resnet_bn",
+                                 "plain_crelu", "plain_crelu_ll", "plain_prelu_ll", "plain_tat"});
+  CHECK(parse_architecture("prelu_ll") == architecture::plain_prelu_ll);
+  CHECK(parse_architecture("tat") == architecture::plain_tat);
   CHECK(parse_architecture("fnn_relu") == architecture::plain_relu);
   CHECK(parse_architecture("fnn_relu_bn") == architecture::plain_relu_bn);
   CHECK(parse_architecture("crelu") == architecture::plain_crelu);

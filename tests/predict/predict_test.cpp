@@ -38,7 +38,7 @@ matrix<double> softmax_columns(const matrix<double>& z) {
 }
 }  // namespace
 
-TEST_CASE("predict gives softmax of the evaluation-mode output; columns sum to 1") {
+TEST_CASE("predict gives softmax of the evaluation-mode output, columns sum to 1") {
   auto net = trained_bn_net();
   const matrix<double> x = matrix<double>::Random(5, 23);
   const matrix<double> z = net.forward(x, shatter::mode::eval);

@@ -178,7 +178,7 @@ TEST_CASE("fit follows the schedule per step or per epoch", "[train][schedule]")
   CHECK(opt.learning_rate() == 0.025);
 }
 
-TEST_CASE("same seed, one thread: bitwise identical parameters; resume reproduces the run",
+TEST_CASE("same seed, one thread: bitwise identical parameters, resume reproduces the run",
           "[train][determinism]") {
   one_thread single;
   const int saved_threads = shatter::threads();
@@ -266,7 +266,7 @@ TEST_CASE("the skip option skips non-finite batches and trains on", "[train][non
   for (auto& p : net.parameters()) CHECK(p.value->allFinite());
 }
 
-TEST_CASE("a NaN weight makes the loss non-finite; the guard names the first bad layer",
+TEST_CASE("a NaN weight makes the loss non-finite, the guard names the first bad layer",
           "[train][nonfinite]") {
   one_thread single;
   const auto train = blobs<double>(8, 64, 6);
