@@ -30,6 +30,26 @@ struct layer_activity {
   double coactive = 0;
 };
 
+namespace detail {
+/// Layer `number`'s activity over the m inputs of batch y (units x m): the share of (unit, input)
+/// pairs with output > 0, and of (unit, input pair) with both > 0.
+template <class T>
+layer_activity activity_of(index number, const_batch_view<T>& y, index m) {
+  layer_activity a;
+  a.layer = number;
+  a.units = y.rows();
+  double on = 0, pairs = 0;
+  for (index k = 0; k < y.rows(); ++k) {
+    const double n = double((y.row(k).array() > T(0)).count());
+    on += n;
+    pairs += n * (n - 1);
+  }
+  a.active = on / (double(y.rows()) * double(m));
+  a.coactive = pairs / (double(y.rows()) * double(m) * double(m - 1));
+  return a;
+}
+}  // namespace detail
+
 /// Runs the sweep batch of `o` (inputs x = t, scalar-input networks) through `net` and returns
 /// the activity of every ReLU layer in forward order (including those inside residual blocks
 /// and both branches of a branch_sum). Batch norms use the sweep batch's statistics (running ones
@@ -46,18 +66,7 @@ std::vector<layer_activity> unit_activity(layer<T>& net, const sweep_options& o 
   std::vector<layer_activity> out;
   typename plan<T>::observer watch = [&](const layer<T>& l, const_batch_view<T> y) {
     if (!dynamic_cast<const relu<T>*>(&l)) return;
-    layer_activity a;
-    a.layer = index(out.size()) + 1;
-    a.units = y.rows();
-    double on = 0, pairs = 0;
-    for (index k = 0; k < y.rows(); ++k) {
-      const double n = double((y.row(k).array() > T(0)).count());
-      on += n;
-      pairs += n * (n - 1);
-    }
-    a.active = on / (double(y.rows()) * double(m));
-    a.coactive = pairs / (double(y.rows()) * double(m) * double(m - 1));
-    out.push_back(a);
+    out.push_back(detail::activity_of(index(out.size()) + 1, y, m));
   };
   plan<T> p(net, m, plan_mode::eval);
   p.forward(const_batch_view<T>(x.data(), 1, m),
@@ -91,18 +100,7 @@ std::vector<layer_activity> unit_activity_line(layer<T>& net,
     if (!dynamic_cast<const relu<T>*>(&l) && !dynamic_cast<const crelu<T>*>(&l) &&
         !dynamic_cast<const prelu<T>*>(&l) && !dynamic_cast<const leaky_relu<T>*>(&l))
       return;
-    layer_activity a;
-    a.layer = index(out.size()) + 1;
-    a.units = y.rows();
-    double on = 0, pairs = 0;
-    for (index k = 0; k < y.rows(); ++k) {
-      const double n = double((y.row(k).array() > T(0)).count());
-      on += n;
-      pairs += n * (n - 1);
-    }
-    a.active = on / (double(y.rows()) * double(m));
-    a.coactive = pairs / (double(y.rows()) * double(m) * double(m - 1));
-    out.push_back(a);
+    out.push_back(detail::activity_of(index(out.size()) + 1, y, m));
   };
   plan<T> p(net, m, plan_mode::eval);
   p.forward(const_batch_view<T>(x.data(), u.size(), m),
