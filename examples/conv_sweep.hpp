@@ -36,7 +36,7 @@ namespace probe = shatter::probe;
 /// The command line of `shattering conv`.
 struct config {
   std::string out = "shattering_out";
-  std::string data = "/work/shared/data/cifar-10-batches-bin";
+  std::string data = "../shared/data/cifar-10-batches-bin";
   bool generated = false;  ///< --generated: synthetic images even when the CIFAR files exist
   std::vector<std::string> archs = shatter::cifar_arch_names();
   std::vector<idx> depths{8, 14, 20, 32, 56, 110, 200};
