@@ -28,6 +28,34 @@ TEST_CASE("orthogonal init for any shape, with a gain") {
   CHECK_THROWS_AS(init::orthogonal(empty, g), shape_error);
 }
 
+TEST_CASE("the orthonormal factor equals Eigen's Householder QR with R's diagonal made positive") {
+  rng g(3);
+  for (auto [m, n] : {std::pair<int, int>{1, 1}, {6, 1}, {9, 9}, {40, 17}, {300, 120}}) {
+    Eigen::MatrixXd a(m, n);
+    for (int j = 0; j < n; ++j)
+      for (int i = 0; i < m; ++i) a(i, j) = g.normal();
+    const Eigen::MatrixXd q = shatter::detail::orthonormal_columns(a);
+    Eigen::HouseholderQR<Eigen::MatrixXd> qr(a);
+    Eigen::MatrixXd ref = qr.householderQ() * Eigen::MatrixXd::Identity(m, n);
+    for (int j = 0; j < n; ++j)
+      if (qr.matrixQR()(j, j) < 0) ref.col(j) = -ref.col(j);
+    CHECK((q - ref).cwiseAbs().maxCoeff() < 1e-12);
+    // Q^T a is R: upper triangular with a positive diagonal.
+    const Eigen::MatrixXd r = q.transpose() * a;
+    for (int j = 0; j < n; ++j) {
+      CHECK(r(j, j) > 0);
+      for (int i = j + 1; i < n; ++i) CHECK(std::abs(r(i, j)) < 1e-12);
+    }
+    CHECK((q * r - a).cwiseAbs().maxCoeff() < 1e-12);
+  }
+  // A rank-deficient input still gives orthonormal columns (a zero column needs no reflection).
+  Eigen::MatrixXd z = Eigen::MatrixXd::Zero(5, 3);
+  z(0, 0) = 2;
+  z(4, 2) = -1;
+  const Eigen::MatrixXd q = shatter::detail::orthonormal_columns(z);
+  CHECK((q.transpose() * q - Eigen::MatrixXd::Identity(3, 3)).cwiseAbs().maxCoeff() < 1e-15);
+}
+
 TEST_CASE("He and Glorot draws have the documented variance") {
   rng g(2);
   matrix<double> w(400, 500);

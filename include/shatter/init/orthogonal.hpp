@@ -2,12 +2,53 @@
 #ifndef SHATTER_INIT_ORTHOGONAL_HPP
 #define SHATTER_INIT_ORTHOGONAL_HPP
 
-#include <Eigen/QR>
+#include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "shatter/core/error.hpp"
 #include "shatter/core/rng.hpp"
 #include "shatter/core/types.hpp"
+
+namespace shatter::detail {
+/// The factor Q (rows x cols, rows >= cols, orthonormal columns) of the QR factorisation
+/// a = Q R, with the signs chosen so that R's diagonal is positive: for a Gaussian `a`, Q is
+/// Haar-distributed. Unblocked Householder QR in double (H_k = I - tau_k v_k v_k^T, Eigen's
+/// sign convention): O(rows cols^2), and a few loops that compile fast, where Eigen's blocked
+/// QR would compile its whole matrix-product machinery in double into every program.
+inline Eigen::MatrixXd orthonormal_columns(Eigen::MatrixXd a) {
+  const index m = a.rows(), n = a.cols();
+  std::vector<double> tau(std::size_t(n), 0.0), r_sign(std::size_t(n), 1.0);
+  for (index k = 0; k < n; ++k) {
+    auto v = a.col(k).tail(m - k);  // becomes the reflector v_k = x - R_kk e_1
+    const double tail = v.tail(m - k - 1).squaredNorm();
+    double r_kk = v(0);
+    if (tail > 0) {
+      r_kk = v(0) >= 0 ? -std::sqrt(v(0) * v(0) + tail) : std::sqrt(v(0) * v(0) + tail);
+      v(0) -= r_kk;
+      tau[std::size_t(k)] = 2.0 / v.squaredNorm();
+    }
+    r_sign[std::size_t(k)] = r_kk < 0 ? -1.0 : 1.0;
+    for (index j = k + 1; j < n; ++j) {
+      auto y = a.col(j).tail(m - k);
+      y -= (tau[std::size_t(k)] * v.dot(y)) * v;
+    }
+  }
+  // Q = H_0 H_1 ... H_{n-1} I, applied from the last reflector back; H_k leaves the columns
+  // before k alone (they are zero in rows k and below).
+  Eigen::MatrixXd q = Eigen::MatrixXd::Identity(m, n);
+  for (index k = n - 1; k >= 0; --k) {
+    const auto v = a.col(k).tail(m - k);
+    for (index j = k; j < n; ++j) {
+      auto y = q.col(j).tail(m - k);
+      y -= (tau[std::size_t(k)] * v.dot(y)) * v;
+    }
+  }
+  for (index j = 0; j < n; ++j) q.col(j) *= r_sign[std::size_t(j)];
+  return q;
+}
+}  // namespace shatter::detail
 
 namespace shatter::init {
 
@@ -23,11 +64,7 @@ void orthogonal(matrix<T>& w, rng& g, double gain = 1.0) {
   Eigen::MatrixXd a(big, small);
   for (index j = 0; j < small; ++j)
     for (index i = 0; i < big; ++i) a(i, j) = g.normal();
-  Eigen::HouseholderQR<Eigen::MatrixXd> qr(a);
-  Eigen::MatrixXd q = qr.householderQ() * Eigen::MatrixXd::Identity(big, small);
-  const Eigen::MatrixXd r = qr.matrixQR().topRows(small).template triangularView<Eigen::Upper>();
-  for (index j = 0; j < small; ++j)
-    if (r(j, j) < 0) q.col(j) = -q.col(j);
+  const Eigen::MatrixXd q = detail::orthonormal_columns(std::move(a));
   if (w.rows() >= w.cols())
     w = (gain * q).cast<T>();
   else

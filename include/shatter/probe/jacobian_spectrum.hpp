@@ -166,18 +166,21 @@ std::vector<Eigen::VectorXd> jacobian_singular_values(layer<T>& net, const matri
 }
 
 namespace detail {
-/// Singular values from the Lanczos tridiagonal (alpha, beta) of J^T J, descending.
-inline Eigen::VectorXd ritz_singular_values(const std::vector<double>& alpha,
-                                            const std::vector<double>& beta) {
+/// Singular values from the Lanczos tridiagonal (alpha, beta) of J^T J, descending. A template
+/// (called with double) so that only programs that call it compile the eigensolver.
+template <class Real>
+Eigen::VectorXd ritz_singular_values(const std::vector<Real>& alpha,
+                                     const std::vector<Real>& beta) {
   const index k = index(alpha.size());
-  Eigen::MatrixXd t = Eigen::MatrixXd::Zero(k, k);
+  Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic> t =
+      Eigen::Matrix<Real, Eigen::Dynamic, Eigen::Dynamic>::Zero(k, k);
   for (index i = 0; i < k; ++i) {
     t(i, i) = alpha[std::size_t(i)];
     if (i + 1 < k) t(i, i + 1) = t(i + 1, i) = beta[std::size_t(i)];
   }
-  const Eigen::VectorXd theta = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(t).eigenvalues();
+  const auto theta = Eigen::SelfAdjointEigenSolver<decltype(t)>(t).eigenvalues();
   Eigen::VectorXd s(k);
-  for (index i = 0; i < k; ++i) s(i) = std::sqrt(std::max(0.0, theta(k - 1 - i)));
+  for (index i = 0; i < k; ++i) s(i) = std::sqrt(std::max(0.0, double(theta(k - 1 - i))));
   return s;
 }
 }  // namespace detail
