@@ -199,8 +199,8 @@ json summary(const options& o, const shatter::fit_result& r, const data& d, idx 
 }
 
 /// fit's options for this run: the run directory, the stop flag, the log line.
-shatter::fit_options fit_options_for(const options& o) {
-  shatter::fit_options f;
+shatter::run_options run_options_for(const options& o) {
+  shatter::run_options f;
   f.epochs = o.epochs;
   f.batch_size = o.batch;
   f.seed = o.seed;
@@ -325,7 +325,7 @@ shatter::fit_result train(const options& o, const data& d, shatter::sequential<T
     shatter::random_crop_flip(x, crop, d.shape, 4, true, g);
     x.swap(crop);
   };
-  shatter::fit_options fo = fit_options_for(o);
+  shatter::run_options fo = run_options_for(o);
   std::unique_ptr<probe_log> probes;
   if (o.probe_every > 0) {
     probes = std::make_unique<probe_log>(o, d, net);

@@ -74,7 +74,7 @@ int run(const options& o, int argc, char** argv) {
 
   shatter::softmax_cross_entropy<float> loss;
   shatter::sgd<float> opt(net.parameters(), {/*lr=*/o.lr, /*momentum=*/0.9});
-  shatter::fit_options f;
+  shatter::run_options f;
   f.epochs = o.epochs;
   f.batch_size = 128;
   f.seed = o.seed;

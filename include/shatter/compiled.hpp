@@ -89,21 +89,21 @@
   KW label_vector classify<T>(layer<T>&, const dataset<T>&, index);                              \
   KW evaluation evaluate<T, softmax_cross_entropy<T>>(sequential<T>&, softmax_cross_entropy<T>&, \
                                                       const dataset<T>&, index);                 \
-  KW fit_result fit<T, softmax_cross_entropy<T>>(                                                \
-      sequential<T>&, softmax_cross_entropy<T>&, optimizer<T>&, const schedule&,                 \
-      const dataset<T>&, const dataset<T>&, const fit_options&);                                 \
-  KW fit_result fit<T, softmax_cross_entropy<T>>(                                                \
-      sequential<T>&, softmax_cross_entropy<T>&, optimizer<T>&, const schedule_for_run&,         \
-      const dataset<T>&, const dataset<T>&, const fit_options&);                                 \
-  KW fit_result fit<T, softmax_cross_entropy<T>>(sequential<T>&, softmax_cross_entropy<T>&,      \
-                                                 optimizer<T>&, const dataset<T>&,               \
-                                                 const dataset<T>&, const fit_options&);         \
-  KW fit_result fit<T, softmax_cross_entropy<T>>(sequential<T>&, softmax_cross_entropy<T>&,      \
-                                                 optimizer<T>&, const schedule&,                 \
-                                                 const dataset<T>&, const fit_options&);         \
-  KW fit_result fit<T, softmax_cross_entropy<T>>(sequential<T>&, softmax_cross_entropy<T>&,      \
-                                                 optimizer<T>&, const dataset<T>&,               \
-                                                 const fit_options&);
+  SHATTER_COMPILED_FIT(KW, T, fit_options)                                                       \
+  SHATTER_COMPILED_FIT(KW, T, run_options)
+
+/// fit's overloads without a batch transform, for scalar T and options type O.
+#define SHATTER_COMPILED_FIT(KW, T, O)                                                           \
+  KW fit_result fit(sequential<T>&, softmax_cross_entropy<T>&, optimizer<T>&, const schedule&,   \
+                    const dataset<T>&, const dataset<T>&, const O&);                             \
+  KW fit_result fit(sequential<T>&, softmax_cross_entropy<T>&, optimizer<T>&,                    \
+                    const schedule_for_run&, const dataset<T>&, const dataset<T>&, const O&);    \
+  KW fit_result fit(sequential<T>&, softmax_cross_entropy<T>&, optimizer<T>&, const dataset<T>&, \
+                    const dataset<T>&, const O&);                                                \
+  KW fit_result fit(sequential<T>&, softmax_cross_entropy<T>&, optimizer<T>&, const schedule&,   \
+                    const dataset<T>&, const O&);                                                \
+  KW fit_result fit(sequential<T>&, softmax_cross_entropy<T>&, optimizer<T>&, const dataset<T>&, \
+                    const O&);
 
 #ifdef SHATTER_COMPILED
 namespace shatter {

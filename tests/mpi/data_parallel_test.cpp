@@ -82,7 +82,7 @@ struct run_output {
 /// Trains a fresh net of kind `k` with SGD (momentum, weight decay), a cosine schedule and a
 /// noise-adding augmentation: alone when `comm` is null, else over its ranks.
 run_output train(net_kind k, shatter::communicator* comm, bool sync_bn,
-                 shatter::fit_options o = {}) {
+                 shatter::run_options o = {}) {
   const auto data = blobs(image().size(), 52, 3, 11);
   const auto test = blobs(image().size(), 21, 3, 12);
   auto net = make_net(k);
@@ -192,7 +192,7 @@ TEST_CASE("a run resumes on any number of ranks: 1 -> 2 and 2 -> 1", "[mpi][resu
   const auto whole = train(net_kind::mlp, nullptr, false);
   SECTION("started alone, finished on 2 ranks") {
     const std::string dir = fresh_dir("run");
-    shatter::fit_options o;
+    shatter::run_options o;
     o.run_dir = dir;
     if (world->root()) {
       o.max_steps = 3;
@@ -211,7 +211,7 @@ TEST_CASE("a run resumes on any number of ranks: 1 -> 2 and 2 -> 1", "[mpi][resu
   }
   SECTION("started on 2 ranks, finished alone; the checkpoint is a single-process one") {
     const std::string dir = fresh_dir("run");
-    shatter::fit_options o;
+    shatter::run_options o;
     o.run_dir = dir;
     o.max_steps = 5;
     const auto first = train(net_kind::mlp, world, false, o);
@@ -234,7 +234,7 @@ TEST_CASE("a run resumes on any number of ranks: 1 -> 2 and 2 -> 1", "[mpi][resu
 
 TEST_CASE("refusals, stops and non-finite batches are agreed by every rank", "[mpi][agree]") {
   SECTION("resuming nothing is refused on every rank") {
-    shatter::fit_options o;
+    shatter::run_options o;
     o.run_dir = fresh_dir("empty");
     o.resume = true;
     CHECK_THROWS_AS(train(net_kind::mlp, world, false, o), shatter::run_refused);
@@ -244,7 +244,7 @@ TEST_CASE("refusals, stops and non-finite batches are agreed by every rank", "[m
     const auto data = blobs(image().size(), 49, 3, 11);  // batches 16, 16, 16, 1
     shatter::softmax_cross_entropy<T> loss;
     shatter::sgd<T> opt(net.parameters(), {0.05});
-    shatter::fit_options o;
+    shatter::run_options o;
     o.batch_size = 16;
     o.comm = world;
     CHECK_THROWS_WITH(shatter::fit(net, loss, opt, data, o),
@@ -253,7 +253,7 @@ TEST_CASE("refusals, stops and non-finite batches are agreed by every rank", "[m
     CHECK(shatter::fit(net, loss, opt, data, o).steps == 3);
   }
   SECTION("a stop requested on rank 1 alone stops both after the same step") {
-    shatter::fit_options o;
+    shatter::run_options o;
     o.on_step = [](shatter::step_report& r) { r.stop = world->rank() == 1 && r.step == 3; };
     const auto r = train(net_kind::mlp, world, false, o);
     CHECK(r.result.stopped);
@@ -263,7 +263,7 @@ TEST_CASE("refusals, stops and non-finite batches are agreed by every rank", "[m
     // Step 1 takes samples order[0..16) of epoch 0; rank 1's shard is order[8..16).
     std::vector<Index> order;
     shatter::epoch_order(5, 0, 52, order);
-    shatter::fit_options o;
+    shatter::run_options o;
     shatter::sequential<T> net = make_net(net_kind::mlp);
     auto data = blobs(image().size(), 52, 3, 11);
     data.x.col(order[10]).setConstant(T(3e38));

@@ -65,7 +65,7 @@ void train(shatter::communicator& comm, const std::string& dir, int fail_rank, l
   const auto train = data();
   shatter::softmax_cross_entropy<float> loss;
   shatter::sgd<float> opt(net.parameters(), {0.01, 0.9});
-  shatter::fit_options o;
+  shatter::run_options o;
   o.epochs = 4;
   o.batch_size = 20;
   o.comm = &comm;

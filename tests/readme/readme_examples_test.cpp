@@ -51,7 +51,7 @@ TEST_CASE("README: build, train, check") {
   shatter::softmax_cross_entropy<float> loss;
   shatter::sgd<float> opt(net.parameters(), {/*lr=*/0.01, /*momentum=*/0.9});
   shatter::test::temp_dir run;
-  shatter::fit_options o;
+  shatter::run_options o;
   o.epochs = 2;
   std::ostringstream progress;
   o.progress = &progress;

@@ -38,7 +38,7 @@ struct run {
   sequential<double> net;
   softmax_cross_entropy<double> loss;
   sgd<double> opt;
-  fit_options o;
+  run_options o;
   dataset<double> train = blobs(8, 100, 5), test = blobs(8, 40, 6);
 
   run(const std::string& dir, std::uint64_t init_seed, architecture a = architecture::plain_relu_bn)

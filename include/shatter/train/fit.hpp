@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "shatter/core/rng.hpp"
@@ -79,18 +80,8 @@ using schedule_for_run = std::function<schedule(const run_length&)>;
 
 /// Options of `fit`. Time for the schedule is the global step (or the epoch); a step is one
 /// mini-batch. The sample order depends only on (seed, epoch), so a run resumed at any step
-/// (from a run directory, or by hand with `start_step` and restored network and optimiser)
-/// reproduces the uninterrupted run exactly (bitwise with one thread).
-///
-/// Run directory: with `run_dir` set, fit locks the directory (see run_directory), writes
-/// `checkpoint.safetensors` after every epoch, every `checkpoint_every` steps, when a stop is
-/// requested and when it reaches `max_steps`, and appends each finished epoch's line to
-/// `log.jsonl` after its checkpoint. With `resume` it continues the run found there: the
-/// checkpoint's options (`config` and fit's own: epochs, batch size, seed, shuffle, drop_last,
-/// schedule_per_epoch, data set sizes) must match this call's (run_refused names each one that
-/// differs, with both values), the log is cut back to the checkpoint, temporary files of
-/// interrupted writes are removed, and a finished run is left as it is. Without `resume`, a
-/// directory holding a checkpoint is refused (run_refused), so nothing is overwritten.
+/// (from a run directory, see run_options, or by hand with `start_step` and restored network
+/// and optimiser) reproduces the uninterrupted run exactly (bitwise with one thread).
 struct fit_options {
   std::int64_t epochs = 1;            ///< epochs to train (>= 0)
   index batch_size = 128;             ///< samples per step (>= 1)
@@ -109,15 +100,6 @@ struct fit_options {
   /// Nonzero: stop at the next step boundary (checkpointing first with a run directory). Meant
   /// for a flag a signal handler sets, e.g. `&shatter::stop_signal` (see handle_stop_signals).
   const volatile std::sig_atomic_t* stop = nullptr;
-  std::string run_dir;                ///< directory of the run (empty: none, nothing written)
-  bool resume = false;                ///< continue the run in run_dir from its checkpoint
-  std::int64_t checkpoint_every = 0;  ///< with run_dir: also checkpoint every N steps (0: not)
-  /// With run_dir: the caller's options that change the result (name -> value, e.g. "lr" ->
-  /// "0.1"), stored in every checkpoint and compared on resume.
-  std::map<std::string, std::string> config;
-  /// With run_dir: the epoch's line in log.jsonl, without the newline (default: a JSON object
-  /// of the report, non-finite numbers as null).
-  std::function<std::string(const epoch_report&)> log_line;
   /// Data-parallel training over the ranks of `comm` (null or a single rank: this process
   /// alone). Every rank calls fit with the same network architecture, data, options and
   /// schedule. Rank 0's parameters, buffers and optimiser state are broadcast at the start;
@@ -136,6 +118,31 @@ struct fit_options {
   bool sync_batch_norm = false;
 };
 
+/// Options of a `fit` that keeps its run in a directory: fit_options plus the directory.
+/// Passing run_options instead of fit_options is what compiles the checkpoint and log code into
+/// a program, so programs that never write a run stay quick to compile.
+///
+/// With `run_dir` set, fit locks the directory (see run_directory), writes
+/// `checkpoint.safetensors` after every epoch, every `checkpoint_every` steps, when a stop is
+/// requested and when it reaches `max_steps`, and appends each finished epoch's line to
+/// `log.jsonl` after its checkpoint. With `resume` it continues the run found there: the
+/// checkpoint's options (`config` and fit's own: epochs, batch size, seed, shuffle, drop_last,
+/// schedule_per_epoch, data set sizes) must match this call's (run_refused names each one that
+/// differs, with both values), the log is cut back to the checkpoint, temporary files of
+/// interrupted writes are removed, and a finished run is left as it is. Without `resume`, a
+/// directory holding a checkpoint is refused (run_refused), so nothing is overwritten.
+struct run_options : fit_options {
+  std::string run_dir;                ///< directory of the run (empty: none, nothing written)
+  bool resume = false;                ///< continue the run in run_dir from its checkpoint
+  std::int64_t checkpoint_every = 0;  ///< with run_dir: also checkpoint every N steps (0: not)
+  /// With run_dir: the caller's options that change the result (name -> value, e.g. "lr" ->
+  /// "0.1"), stored in every checkpoint and compared on resume.
+  std::map<std::string, std::string> config;
+  /// With run_dir: the epoch's line in log.jsonl, without the newline (default: a JSON object
+  /// of the report, non-finite numbers as null).
+  std::function<std::string(const epoch_report&)> log_line;
+};
+
 /// What `fit` did: one report per epoch it finished (an epoch resumed by hand in the middle
 /// reports only the batches it ran; one resumed from a run directory, the whole epoch; an epoch
 /// cut short by `max_steps` or a stop is not reported), the final global step count, the number
@@ -147,11 +154,15 @@ struct fit_result {
   std::int64_t skipped_batches = 0;
   bool stopped = false;           ///< ended early by `stop` or a callback's stop
   bool already_finished = false;  ///< resume found the run finished: nothing was done
-  std::string checkpoint;         ///< the last checkpoint written or read (with run_dir)
+  std::string checkpoint;         ///< the last checkpoint written or read (run_options::run_dir)
   fit_record record;              ///< the run's record (see fit_record)
 };
 
 namespace detail {
+/// Enables fit's overloads for its options types: fit_options and run_options.
+template <class O>
+using if_fit_options = std::enable_if_t<std::is_base_of_v<fit_options, O>, int>;
+
 /// Restores a network's input-gradient flag when leaving a scope (also on exceptions).
 template <class T>
 struct input_gradient_guard {
@@ -179,6 +190,11 @@ inline void check_fit_options(const fit_options& o) {
   require<config_error>(o.progress_every >= 1, "fit: progress_every must be >= 1, got ",
                         o.progress_every);
   require<config_error>(o.start_step >= 0, "fit: start_step must be >= 0, got ", o.start_step);
+}
+
+/// Also checks the run directory's options (config_error naming the first out of range).
+inline void check_fit_options(const run_options& o) {
+  check_fit_options(static_cast<const fit_options&>(o));
   require<config_error>(o.checkpoint_every >= 0, "fit: checkpoint_every must be >= 0, got ",
                         o.checkpoint_every);
   require<config_error>(!o.resume || !o.run_dir.empty(), "fit: resume needs a run_dir");
@@ -231,7 +247,7 @@ void check_rank_shards(sequential<T>& net, index n, const fit_options& o) {
 
 /// The options of fit that change the result, as "fit_options.<name>" config entries, added to
 /// the caller's `o.config`.
-inline std::map<std::string, std::string> fit_config(const fit_options& o, index train_n,
+inline std::map<std::string, std::string> fit_config(const run_options& o, index train_n,
                                                      index test_n) {
   auto c = o.config;
   c["fit_options.epochs"] = std::to_string(o.epochs);
@@ -551,13 +567,15 @@ class step_undo {
 
 /// The working state of one `fit` call: its arguments, the global step, the batch buffers reused
 /// across steps, the run's record and the result so far. `run` trains from the start step (or
-/// the run directory's checkpoint) to the end, a stop or the step limit.
-template <class T, class Loss, class Transform>
+/// the run directory's checkpoint) to the end, a stop or the step limit. With Keeps_run (fit
+/// given run_options) it also keeps the run in `run->run_dir` (held in `dir` by rank 0);
+/// without, its checkpoint and log code is not compiled at all.
+template <class T, class Loss, class Transform, bool Keeps_run>
 class fit_loop {
  public:
   fit_loop(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule& sched,
            const dataset<T>& train, const dataset<T>& test, const fit_options& o,
-           Transform& transform, std::int64_t per_epoch, run_directory* dir)
+           Transform& transform, std::int64_t per_epoch, const run_options* run, run_directory* dir)
       : net_(net),
         loss_(loss),
         opt_(opt),
@@ -569,12 +587,14 @@ class fit_loop {
         per_epoch_(per_epoch),
         end_step_(o.max_steps >= 0 ? o.max_steps : per_epoch * o.epochs),
         step_(o.start_step),
+        run_(run),
         dir_(dir),
-        config_(fit_config(o, train.size(), test.size())),
         undo_(net, opt),
         comm_(o.comm && o.comm->size() > 1 ? o.comm : nullptr),
         root_(!comm_ || comm_->root()),
-        has_dir_(!o.run_dir.empty()) {
+        has_dir_(run && !run->run_dir.empty()) {
+    if constexpr (Keeps_run)
+      if (has_dir_) config_ = fit_config(*run, train.size(), test.size());
     if (!comm_) return;
     reducer_.emplace(net.parameters());
     buffers_ = net.buffers();
@@ -588,12 +608,14 @@ class fit_loop {
   /// Runs the epochs from the one holding the start step on, until `o.epochs`, the step limit
   /// or a stop request; with a run directory, starts or resumes the run there first.
   fit_result run() {
-    if (has_dir_ && !open_run()) return result_;
+    if constexpr (Keeps_run)
+      if (has_dir_ && !open_run()) return result_;
     if (comm_) share_state();
     for (std::int64_t epoch = step_ / per_epoch_; epoch < o_.epochs && !done() && !stopped_;
          ++epoch)
       run_epoch(epoch);
-    if (has_dir_ && step_ != saved_step_) save_checkpoint_now("");
+    if constexpr (Keeps_run)
+      if (has_dir_ && step_ != saved_step_) save_checkpoint_now("");
     result_.steps = step_;
     result_.stopped = stopped_;
     rec_.step = step_;
@@ -663,7 +685,7 @@ class fit_loop {
     const std::string path = dir_->checkpoint_path();
     const bool have = dir_->has_checkpoint();
     result_.checkpoint = have ? path : "";
-    if (!o_.resume) {
+    if (!run_->resume) {
       require<run_refused>(!have, "run directory '", dir_->path(), "' already holds a run (", path,
                            "); resume it or choose another directory");
       dir_->cut_log(0);
@@ -765,9 +787,10 @@ class fit_loop {
         tally_.clear_window();
         window_start = std::chrono::steady_clock::now();
       }
-      if (has_dir_ && o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0 &&
-          b + 1 < per_epoch_)
-        save_checkpoint_now("");
+      if constexpr (Keeps_run)
+        if (has_dir_ && run_->checkpoint_every > 0 && step_ % run_->checkpoint_every == 0 &&
+            b + 1 < per_epoch_)
+          save_checkpoint_now("");
     }
     if (b == per_epoch_) finish_epoch(epoch, lr, t0);
   }
@@ -861,18 +884,22 @@ class fit_loop {
       rec_.best_test_loss = r.test.loss;
     }
     tally_ = epoch_tally{};
-    if (has_dir_) {
-      const std::string line = o_.log_line ? o_.log_line(r) : default_log_line(r);
-      require<config_error>(line.find('\n') == std::string::npos, "fit: the log line of epoch ",
-                            epoch + 1, " holds a newline");
-      save_checkpoint_now(line);
-      if (dir_) append_log(line);
-    }
+    if constexpr (Keeps_run)
+      if (has_dir_) keep_epoch(epoch, r);
     if (o_.on_epoch) {
       o_.on_epoch(r);
       stopped_ = stopped_ || r.stop;
     }
     if (comm_) stopped_ = detail::any_rank(*comm_, stopped_);
+  }
+
+  /// Writes the checkpoint of the epoch `r` just finished, then its line in the log.
+  void keep_epoch(std::int64_t epoch, const epoch_report& r) {
+    const std::string line = run_->log_line ? run_->log_line(r) : default_log_line(r);
+    require<config_error>(line.find('\n') == std::string::npos, "fit: the log line of epoch ",
+                          epoch + 1, " holds a newline");
+    save_checkpoint_now(line);
+    if (dir_) append_log(line);
   }
 
   /// The test set's evaluation: with ranks, each evaluates its shard and the sums are combined.
@@ -898,11 +925,12 @@ class fit_loop {
   const dataset<T>& test_;
   const fit_options& o_;
   Transform& transform_;
-  const std::int64_t per_epoch_;  ///< batches per epoch
-  const std::int64_t end_step_;   ///< the global step to stop at
-  std::int64_t step_;             ///< global steps done (including skipped batches)
-  run_directory* dir_;            ///< the run directory (null: none)
-  const std::map<std::string, std::string> config_;  ///< options that must match on resume
+  const std::int64_t per_epoch_;               ///< batches per epoch
+  const std::int64_t end_step_;                ///< the global step to stop at
+  std::int64_t step_;                          ///< global steps done (including skipped batches)
+  const run_options* run_;                     ///< the run's options (null: fit_options alone)
+  run_directory* dir_;                         ///< the run directory (null: none, or not rank 0)
+  std::map<std::string, std::string> config_;  ///< with a run: options that must match on resume
   step_undo<T> undo_;
   fit_record rec_;
   epoch_tally tally_;  ///< the unfinished epoch's sums
@@ -942,7 +970,7 @@ class fit_loop {
 /// at the end of an epoch throws numeric_error before anything of that epoch is saved. So a
 /// checkpoint never holds a non-finite value.
 /// Stops: `o.stop`, or `stop` set in a callback's report, end training at the next step boundary
-/// (fit_result::stopped), after a checkpoint when there is a run directory (see fit_options).
+/// (fit_result::stopped), after a checkpoint when there is a run directory (see run_options).
 /// Errors: invalid options -> config_error (also when a batch of one sample would reach a batch
 /// norm with per-feature statistics); data not matching the network -> shape_error or
 /// data_error naming the data set; run directory problems -> run_refused or data_error; a failed
@@ -956,10 +984,11 @@ class fit_loop {
 /// step), so augmented runs stay deterministic and resume exactly.
 /// Data-parallel over several processes: see fit_options::comm (every rank calls fit; errors
 /// in the options or data are thrown on every rank alike).
-template <class T, class Loss, class Transform>
+/// `o` is a fit_options, or a run_options to keep the run in a directory.
+template <class T, class Loss, class O, class Transform, detail::if_fit_options<O> = 0>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule_for_run& sched,
-               const dataset<T>& train, const dataset<T>& test, const fit_options& o,
-               Transform&& transform) {
+               const dataset<T>& train, const dataset<T>& test, const O& o, Transform&& transform) {
+  constexpr bool keeps_run = std::is_base_of_v<run_options, O>;
   detail::check_fit_options(o);
   detail::check_fit_data(net, train, test);
   detail::check_optimizer_covers(net, opt);
@@ -969,67 +998,70 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
   require<config_error>(static_cast<bool>(sched), "fit: the schedule_for_run is empty");
   const schedule s = sched(run_length{per_epoch, o.epochs, per_epoch * o.epochs});
   communicator* comm = o.comm && o.comm->size() > 1 ? o.comm : nullptr;
+  const run_options* run = nullptr;
   std::optional<run_directory> dir;  // held by rank 0 alone
-  if (!o.run_dir.empty())
-    detail::on_root_agreed(comm, [&] { dir.emplace(o.run_dir, /*create=*/!o.resume); });
+  if constexpr (keeps_run) {
+    run = &o;
+    if (!o.run_dir.empty())
+      detail::on_root_agreed(comm, [&] { dir.emplace(o.run_dir, /*create=*/!o.resume); });
+  }
   detail::input_gradient_guard<T> guard{net, net.input_gradient()};
   net.set_input_gradient(false);
   detail::batch_norm_sync_guard<T> sync{net, comm && o.sync_batch_norm};
   if (sync.on) set_batch_norm_sync(net, comm);
-  return detail::fit_loop<T, Loss, std::remove_reference_t<Transform>>(
-             net, loss, opt, s, train, test, o, transform, per_epoch, dir ? &*dir : nullptr)
+  return detail::fit_loop<T, Loss, std::remove_reference_t<Transform>, keeps_run>(
+             net, loss, opt, s, train, test, o, transform, per_epoch, run, dir ? &*dir : nullptr)
       .run();
 }
 
 /// fit with a fixed schedule and a batch transform (see above).
-template <class T, class Loss, class Transform>
+template <class T, class Loss, class O, class Transform, detail::if_fit_options<O> = 0>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule& sched,
-               const dataset<T>& train, const dataset<T>& test, const fit_options& o,
-               Transform&& transform) {
+               const dataset<T>& train, const dataset<T>& test, const O& o, Transform&& transform) {
   return fit(net, loss, opt, schedule_for_run([sched](const run_length&) { return sched; }), train,
              test, o, std::forward<Transform>(transform));
 }
 
 /// fit without a batch transform (see above for everything else).
-template <class T, class Loss>
+template <class T, class Loss, class O, detail::if_fit_options<O> = 0>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule& sched,
-               const dataset<T>& train, const dataset<T>& test, const fit_options& o) {
+               const dataset<T>& train, const dataset<T>& test, const O& o) {
   return fit(net, loss, opt, sched, train, test, o, [](matrix<T>&, label_vector&, rng&) {});
 }
 
 /// fit with a schedule made from the run's length, without a batch transform.
-template <class T, class Loss>
+template <class T, class Loss, class O, detail::if_fit_options<O> = 0>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule_for_run& sched,
-               const dataset<T>& train, const dataset<T>& test, const fit_options& o) {
+               const dataset<T>& train, const dataset<T>& test, const O& o) {
   return fit(net, loss, opt, sched, train, test, o, [](matrix<T>&, label_vector&, rng&) {});
 }
 
 /// fit at the optimiser's learning rate throughout, with a batch transform.
-template <class T, class Loss, class Transform>
+template <class T, class Loss, class O, class Transform, detail::if_fit_options<O> = 0>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const dataset<T>& train,
-               const dataset<T>& test, const fit_options& o, Transform&& transform) {
+               const dataset<T>& test, const O& o, Transform&& transform) {
   return fit(net, loss, opt, schedule::constant(opt.learning_rate()), train, test, o,
              std::forward<Transform>(transform));
 }
 
 /// fit at the optimiser's learning rate throughout.
-template <class T, class Loss>
+template <class T, class Loss, class O, detail::if_fit_options<O> = 0>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const dataset<T>& train,
-               const dataset<T>& test, const fit_options& o) {
+               const dataset<T>& test, const O& o) {
   return fit(net, loss, opt, schedule::constant(opt.learning_rate()), train, test, o);
 }
 
 /// fit without a test set.
-template <class T, class Loss>
+template <class T, class Loss, class O, detail::if_fit_options<O> = 0>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule& sched,
-               const dataset<T>& train, const fit_options& o) {
+               const dataset<T>& train, const O& o) {
   return fit(net, loss, opt, sched, train, dataset<T>{}, o);
 }
 
 /// fit without a test set, at the optimiser's learning rate throughout.
-template <class T, class Loss>
+template <class T, class Loss, class O, detail::if_fit_options<O> = 0>
 fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const dataset<T>& train,
-               const fit_options& o) {
+               const O& o) {
   return fit(net, loss, opt, schedule::constant(opt.learning_rate()), train, dataset<T>{}, o);
 }
 
