@@ -4,6 +4,8 @@
 # cross-entropy, SGD, float), compiled and linked at -O2 with g++ (OpenMP on, as the CMake target
 # uses it), twice:
 #   header-only                      target 15 s CPU, fails above the limit (default 30 s)
+#   header-only, keeping a run       the same unit with run_options (a run directory, so the
+#                                    checkpoint code is compiled too); same target and limit
 #   with shatter::compiled           target 6 s CPU, fails above the limit (default 12 s)
 #     (-DSHATTER_COMPILED, linked with the companion library: build/libshatter_compiled.a from
 #      .ci/test's build, or compiled here first, untimed)
@@ -83,6 +85,11 @@ measure() {
 }
 echo "compile-time: shatter.hpp + a network trained with fit (float), $cxx -O2, compile and link"
 measure "header-only" "$limit_header" "$cxx" "${flags[@]}" "$tmp/tu.cpp" -o "$tmp/tu" -lz
+sed 's|shatter::fit_options o;|shatter::run_options o;\n  o.run_dir = RUN_DIR;|' "$tmp/tu.cpp" \
+  > "$tmp/tu_run.cpp"
+grep -q 'o.run_dir = RUN_DIR' "$tmp/tu_run.cpp" || { echo "compile-time: no run_options unit"; exit 1; }
+measure "header-only, keeping a run" "$limit_header" "$cxx" "${flags[@]}" \
+  -DRUN_DIR="\"$tmp/run\"" "$tmp/tu_run.cpp" -o "$tmp/tu" -lz
 measure "with shatter::compiled" "$limit_compiled" "$cxx" "${flags[@]}" -DSHATTER_COMPILED \
   "$tmp/tu.cpp" -o "$tmp/tu" "$lib" -lz
 exit $failed
