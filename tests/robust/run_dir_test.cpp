@@ -88,6 +88,15 @@ std::vector<matrix<double>> snapshot(sequential<double>& net) {
   return v;
 }
 
+/// Every batch norm's count of training batches, in layer order.
+std::vector<std::int64_t> batch_counts(sequential<double>& net) {
+  std::vector<std::int64_t> v;
+  for_each_leaf(net, [&](layer<double>& l, const std::string&) {
+    if (auto* bn = dynamic_cast<batch_norm<double>*>(&l)) v.push_back(bn->batches_tracked());
+  });
+  return v;
+}
+
 bool bitwise_equal(const std::vector<matrix<double>>& a, const std::vector<matrix<double>>& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i)
@@ -347,6 +356,8 @@ TEST_CASE(
     r.o.on_nonfinite = policy;
     r.train.x(3, 17) = std::numeric_limits<double>::quiet_NaN();
     const auto before = snapshot(r.net);
+    const auto counts_before = batch_counts(r.net);
+    REQUIRE(counts_before.size() == 3);
     if (policy == nonfinite_policy::skip_batch) {
       const auto res = fit(r.net, r.loss, r.opt, r.train, r.o);  // no schedule: the optimiser's
       CHECK(res.skipped_batches == 1);
@@ -355,6 +366,7 @@ TEST_CASE(
     }
     CHECK(r.opt.steps() == 0);
     CHECK(bitwise_equal(snapshot(r.net), before));
+    CHECK(batch_counts(r.net) == counts_before);  // the skipped batch is not counted
   }
 }
 

@@ -22,6 +22,7 @@
 #include "shatter/core/rng.hpp"
 #include "shatter/data/dataset.hpp"
 #include "shatter/io/checkpoint.hpp"
+#include "shatter/layer/batch_norm.hpp"
 #include "shatter/network/sequential.hpp"
 #include "shatter/optim/optimizer.hpp"
 #include "shatter/optim/schedule.hpp"
@@ -522,18 +523,31 @@ template <class T>
 class step_undo {
  public:
   step_undo(sequential<T>& net, optimizer<T>& opt)
-      : params_(net.parameters()), state_(opt.state()), buffers_(net.buffers()), opt_(opt) {}
+      : params_(net.parameters()), state_(opt.state()), buffers_(net.buffers()), opt_(opt) {
+    for_each_leaf(net, [&](layer<T>& l, const std::string&) {
+      if (auto* bn = dynamic_cast<batch_norm<T>*>(&l)) norms_.push_back(bn);
+    });
+  }
 
-  /// Saves the running statistics (before the forward pass, which updates them).
-  void save_buffers() { copy_out(buffers_, saved_buffers_); }
+  /// Saves the running statistics and the batch norms' batch counts (before the forward pass,
+  /// which updates them).
+  void save_buffers() {
+    copy_out(buffers_, saved_buffers_);
+    saved_counts_.clear();
+    for (const batch_norm<T>* bn : norms_) saved_counts_.push_back(bn->batches_tracked());
+  }
   /// Saves the parameters, the optimiser state and its step counter (before the update).
   void save_update() {
     copy_out(params_, saved_params_);
     copy_out(state_, saved_state_);
     steps_ = opt_.steps();
   }
-  /// Puts back the running statistics.
-  void restore_buffers() { copy_in(saved_buffers_, buffers_); }
+  /// Puts back the running statistics and the batch counts.
+  void restore_buffers() {
+    copy_in(saved_buffers_, buffers_);
+    for (std::size_t i = 0; i < norms_.size(); ++i)
+      norms_[i]->set_batches_tracked(saved_counts_[i]);
+  }
   /// Puts back the parameters, the optimiser state and its step counter.
   void restore_update() {
     copy_in(saved_params_, params_);
@@ -561,6 +575,8 @@ class step_undo {
 
   std::vector<tensor_ref<T>> params_, state_, buffers_;
   std::vector<matrix<T>> saved_params_, saved_state_, saved_buffers_;
+  std::vector<batch_norm<T>*> norms_;       ///< the batch norms, whose batch counts
+  std::vector<std::int64_t> saved_counts_;  ///< are not buffers
   optimizer<T>& opt_;
   std::int64_t steps_ = 0;
 };
