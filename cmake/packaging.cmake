@@ -1,7 +1,8 @@
 # Installs the headers, a CMake package and a pkg-config file so that consumers can
 #   find_package(shatter CONFIG REQUIRED)
 #   target_link_libraries(app PRIVATE shatter::shatter)
-# or compile with $(pkg-config --cflags --libs shatter).
+# or compile with $(pkg-config --cflags --libs shatter) (shatter-compiled: with the compiled
+# companion).
 include(CMakePackageConfigHelpers)
 
 install(DIRECTORY include/shatter DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
@@ -50,3 +51,9 @@ if(SHATTER_USE_BLAS)
 endif()
 configure_file(cmake/shatter.pc.in ${CMAKE_CURRENT_BINARY_DIR}/shatter.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/shatter.pc DESTINATION ${CMAKE_INSTALL_DATADIR}/pkgconfig)
+# The compiled companion's, beside it: $(pkg-config --cflags --libs shatter-compiled).
+if(SHATTER_BUILD_COMPILED)
+  configure_file(cmake/shatter-compiled.pc.in ${CMAKE_CURRENT_BINARY_DIR}/shatter-compiled.pc @ONLY)
+  install(FILES ${CMAKE_CURRENT_BINARY_DIR}/shatter-compiled.pc
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/pkgconfig)
+endif()

@@ -4,7 +4,8 @@
 #      no note), and as a Debug build (the one-time "compiled without optimisation" note)
 #   2. cmake --install into a prefix, then find_package(shatter CONFIG REQUIRED)
 #   3. the same prefix with the compiled companion (shatter::compiled, SHATTER_COMPILED)
-#   4. the same prefix through pkg-config: g++ -O2 main.cpp $(pkg-config --cflags --libs shatter)
+#   4. the same prefix through pkg-config: g++ -O2 main.cpp $(pkg-config --cflags --libs shatter),
+#      and with the compiled companion (shatter-compiled)
 # Usage: check_package.sh <shatter source dir> <scratch dir>
 set -euo pipefail
 src=$1
@@ -72,4 +73,9 @@ pkg-config --cflags shatter | grep -q -- "-I$work/prefix/share/pkgconfig/../../i
 # shellcheck disable=SC2046
 ${CXX:-g++} -O2 "$consumer/main.cpp" -o "$work/pc_consumer" $(pkg-config --cflags --libs shatter)
 "$work/pc_consumer"
+# shellcheck disable=SC2046
+${CXX:-g++} -O2 "$consumer/main.cpp" -o "$work/pc_compiled" \
+  $(pkg-config --cflags --libs shatter-compiled)
+pkg-config --cflags shatter-compiled | grep -q -- "-DSHATTER_COMPILED"
+"$work/pc_compiled"
 echo "package check passed"
