@@ -166,3 +166,26 @@ TEST_CASE("residual wrapper x + beta F(x)") {
     CHECK_THROWS_AS(residual<double>(bad, 1.0), shape_error);
   }
 }
+
+TEST_CASE("batch_norms_of finds the batch norms inside containers, in layer order") {
+  rng g(4);
+  sequential<double> branch;
+  branch.add(batch_norm<double>(4, 1, 1e-5, 0.5));
+  branch.add(relu<double>());
+  branch.add(random_dense(4, 4, true, g));
+  sequential<double> net;
+  net.add(batch_norm<double>(4, 1, 1e-5, 0.2));
+  net.add(residual<double>(branch, 1.0));
+  net.add(residual<double>(branch, 1.0));
+  const auto norms = batch_norms_of<double>(net);
+  REQUIRE(norms.size() == 3);
+  CHECK(norms[0] == &net[0]);
+  CHECK(norms[1] != norms[2]);  // each block's own copy
+  CHECK(norms[0]->momentum() == Approx(0.2));
+  CHECK(norms[1]->momentum() == Approx(0.5));
+  CHECK(batch_norms_of<double>(branch).size() == 1);
+  CHECK(batch_norms_of<double>(net[1]).size() == 1);  // a residual block alone
+  sequential<double> plain;
+  plain.add(relu<double>());
+  CHECK(batch_norms_of<double>(plain).empty());
+}

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "shatter/core/communicator.hpp"
 #include "shatter/exec/pool.hpp"
@@ -333,6 +334,23 @@ class batch_norm final : public layer<T> {
   vector<T> sums_;                ///< per-channel sums exchanged with the other ranks
   std::int64_t batches_tracked_ = 0;
 };
+
+namespace detail {
+/// Appends the batch norms in `l` (itself, or those inside it), in layer order.
+template <class T>
+void append_batch_norms(layer<T>& l, std::vector<batch_norm<T>*>& out) {
+  if (auto* bn = dynamic_cast<batch_norm<T>*>(&l)) out.push_back(bn);
+  l.for_each_child([&out](const std::string&, layer<T>& c) { append_batch_norms(c, out); });
+}
+}  // namespace detail
+
+/// The batch norms in `net` (containers walked), in layer order.
+template <class T>
+std::vector<batch_norm<T>*> batch_norms_of(layer<T>& net) {
+  std::vector<batch_norm<T>*> out;
+  detail::append_batch_norms(net, out);
+  return out;
+}
 
 }  // namespace shatter
 

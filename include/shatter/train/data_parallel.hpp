@@ -37,14 +37,9 @@ inline batch_shard shard_of(index m, int rank, int ranks) {
 /// per rank, as PyTorch's DistributedDataParallel does); returns how many layers it set.
 template <class T>
 index set_batch_norm_sync(sequential<T>& net, communicator* c) {
-  index n = 0;
-  for_each_leaf(net, [&](layer<T>& l, const std::string&) {
-    if (auto* bn = dynamic_cast<batch_norm<T>*>(&l)) {
-      bn->set_sync(c);
-      ++n;
-    }
-  });
-  return n;
+  const std::vector<batch_norm<T>*> norms = batch_norms_of<T>(net);
+  for (batch_norm<T>* bn : norms) bn->set_sync(c);
+  return index(norms.size());
 }
 
 /// Every rank's tensors <- rank `root`'s (values only; the shapes must agree already), packed

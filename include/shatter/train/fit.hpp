@@ -523,11 +523,11 @@ template <class T>
 class step_undo {
  public:
   step_undo(sequential<T>& net, optimizer<T>& opt)
-      : params_(net.parameters()), state_(opt.state()), buffers_(net.buffers()), opt_(opt) {
-    for_each_leaf(net, [&](layer<T>& l, const std::string&) {
-      if (auto* bn = dynamic_cast<batch_norm<T>*>(&l)) norms_.push_back(bn);
-    });
-  }
+      : params_(net.parameters()),
+        state_(opt.state()),
+        buffers_(net.buffers()),
+        norms_(batch_norms_of<T>(net)),
+        opt_(opt) {}
 
   /// Saves the running statistics and the batch norms' batch counts (before the forward pass,
   /// which updates them).
