@@ -67,3 +67,39 @@ TEST_CASE("fit refuses an optimiser built before a layer was added", "[train][fi
   CHECK(r.steps == 2);
   CHECK(good.steps() == 2);
 }
+
+TEST_CASE("with partial_optimizer, fit trains only the parameters the optimiser covers",
+          "[train][fit]") {
+  const auto train = shatter::test::blobs(4, 20, 1);
+  shatter::rng g(2);
+  auto net = shatter::plain_relu_mlp<double>(spec(), g);  // dense 0, 2 and the head 4
+  std::vector<shatter::tensor_ref<double>> head;
+  for (const auto& p : net.parameters())
+    if (p.name.rfind("4.", 0) == 0) head.push_back(p);
+  REQUIRE(head.size() == 2);
+  shatter::sgd<double> opt(head, {0.1});
+  std::vector<shatter::matrix<double>> before;
+  for (const auto& p : net.parameters()) before.push_back(*p.value);
+  shatter::softmax_cross_entropy<double> loss;
+  shatter::fit_options o;
+  o.epochs = 1;
+  o.batch_size = 10;
+  CHECK_THROWS_WITH(shatter::fit(net, loss, opt, train, o),
+                    Catch::Contains("does not cover 4 of the network's parameters") &&
+                        Catch::Contains("partial_optimizer"));
+  o.partial_optimizer = true;
+  const auto r = shatter::fit(net, loss, opt, train, o);
+  CHECK(r.steps == 2);
+  const auto after = net.parameters();
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    INFO(after[i].name);
+    if (after[i].name.rfind("4.", 0) == 0)
+      CHECK(*after[i].value != before[i]);  // the head trained
+    else
+      CHECK(*after[i].value == before[i]);  // the rest is bitwise as it was
+  }
+  // Still refused when bound to another network.
+  auto copy = net;
+  CHECK_THROWS_WITH(shatter::fit(copy, loss, opt, train, o),
+                    Catch::Contains("copy of the network"));
+}

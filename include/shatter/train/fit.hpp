@@ -101,6 +101,10 @@ struct fit_options {
   /// Nonzero: stop at the next step boundary (checkpointing first with a run directory). Meant
   /// for a flag a signal handler sets, e.g. `&shatter::stop_signal` (see handle_stop_signals).
   const volatile std::sig_atomic_t* stop = nullptr;
+  /// The optimiser may cover only some of the network's parameters; the others stay as they are
+  /// (e.g. fine-tuning a classifier head). It must still be bound to this network. False: fit
+  /// refuses an optimiser that misses any parameter (one built before a layer was added).
+  bool partial_optimizer = false;
   /// Data-parallel training over the ranks of `comm` (null or a single rank: this process
   /// alone). Every rank calls fit with the same network architecture, data, options and
   /// schedule. Rank 0's parameters, buffers and optimiser state are broadcast at the start;
@@ -300,10 +304,11 @@ void check_fit_data(const sequential<T>& net, const dataset<T>& train, const dat
 }
 
 /// Refuses an optimiser that would train nothing, or not everything: one bound to parameters
-/// that are not this network's (built for a copy of it) or that misses some of its parameters
-/// (built before a layer was added). config_error naming the first few parameters and the count.
+/// that are not this network's (built for a copy of it) or, unless `partial`, that misses some
+/// of its parameters (built before a layer was added). config_error naming the first few
+/// parameters and the count.
 template <class T>
-void check_optimizer_covers(sequential<T>& net, const optimizer<T>& opt) {
+void check_optimizer_covers(sequential<T>& net, const optimizer<T>& opt, bool partial) {
   std::set<const matrix<T>*> bound, mine;
   for (const auto& p : opt.parameters()) bound.insert(p.value);
   std::vector<std::string> uncovered, foreign;
@@ -323,9 +328,11 @@ void check_optimizer_covers(sequential<T>& net, const optimizer<T>& opt) {
                         names(foreign),
                         "): was it built for a copy of the network? Build it from "
                         "net.parameters() of the network being trained");
-  require<config_error>(uncovered.empty(), "fit: the ", opt.kind(), " optimiser does not cover ",
-                        uncovered.size(), " of the network's parameters (", names(uncovered),
-                        "): was a layer added after it was built? Build the optimiser last");
+  require<config_error>(partial || uncovered.empty(), "fit: the ", opt.kind(),
+                        " optimiser does not cover ", uncovered.size(),
+                        " of the network's parameters (", names(uncovered),
+                        "): was a layer added after it was built? Build the optimiser last (or "
+                        "set fit_options::partial_optimizer to train only the ones it covers)");
 }
 
 /// Batches in an epoch of `n` samples: the last one partial unless `o.drop_last`; config_error
@@ -1007,7 +1014,7 @@ fit_result fit(sequential<T>& net, Loss& loss, optimizer<T>& opt, const schedule
   constexpr bool keeps_run = std::is_base_of_v<run_options, O>;
   detail::check_fit_options(o);
   detail::check_fit_data(net, train, test);
-  detail::check_optimizer_covers(net, opt);
+  detail::check_optimizer_covers(net, opt, o.partial_optimizer);
   const std::int64_t per_epoch = detail::fit_batches_per_epoch(train.size(), o);
   detail::check_single_sample_batches(net, train.size(), o);
   detail::check_rank_shards(net, train.size(), o);
