@@ -91,9 +91,8 @@ std::vector<matrix<double>> snapshot(sequential<double>& net) {
 /// Every batch norm's count of training batches, in layer order.
 std::vector<std::int64_t> batch_counts(sequential<double>& net) {
   std::vector<std::int64_t> v;
-  for_each_leaf(net, [&](layer<double>& l, const std::string&) {
-    if (auto* bn = dynamic_cast<batch_norm<double>*>(&l)) v.push_back(bn->batches_tracked());
-  });
+  for (const batch_norm<double>* bn : batch_norms_of<double>(net))
+    v.push_back(bn->batches_tracked());
   return v;
 }
 
